@@ -1,0 +1,53 @@
+"""execwire: start Python interpreters elsewhere, ship code to them, talk over channels.
+
+Only re-exports live here; the implementation is in the private-looking modules.
+"""
+
+from ._far.channel import Channel
+from ._far.errors import (
+    ChannelClosedError,
+    Error,
+    GatewayLostError,
+    GatewayStartError,
+    HostNotFound,
+    ProtocolError,
+    RemoteError,
+    TimeoutError,
+)
+from ._far.wire import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
+from .gateway import Gateway, RInfo, RemoteStatus
+from .group import Group, PopenGateway, default_group, makegateway, set_execmodel
+from .multi import MultiChannel
+from .spec import XSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "ChannelClosedError",
+    "DataFormatError",
+    "DumpError",
+    "Error",
+    "Gateway",
+    "GatewayLostError",
+    "GatewayStartError",
+    "Group",
+    "HostNotFound",
+    "LoadError",
+    "MultiChannel",
+    "PopenGateway",
+    "ProtocolError",
+    "RInfo",
+    "RemoteError",
+    "RemoteStatus",
+    "TimeoutError",
+    "XSpec",
+    "__version__",
+    "default_group",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "makegateway",
+    "set_execmodel",
+]

@@ -1,0 +1,151 @@
+"""Far-side start: take over the standard streams, apply the settings, serve.
+
+Far-side module: stdlib only, Python >= 3.6.
+
+The protocol keeps the pipes it was started on (moved to private descriptors);
+file descriptor 0 becomes /dev/null, and 1 and 2 become pipes whose contents a
+thread forwards to the controller as OUTPUT frames, so nothing the shipped code
+or its subprocesses print can corrupt the protocol, and nothing of it is lost.
+"""
+
+import os
+import sys
+import threading
+
+from . import frames, wire
+from .errors import GatewayLostError
+from .gateway import FarGateway, Tracer
+from .io import PipeTransport, SocketTransport
+
+
+def main():
+    """Entry point for a far side started on stdin/stdout (popen, ssh, sudo, ...)."""
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    serve(PipeTransport(proto_in, proto_out), redirect_output=True)
+
+
+def serve_socket(sock):
+    """Entry point for a far side reached through a connected socket."""
+    serve(SocketTransport(sock), redirect_output=False)
+
+
+def serve(transport, redirect_output):
+    """Read CONFIG, apply it, say HELLO and run until told to stop; then exit."""
+    try:
+        msgtype, _channel_id, payload = next(transport.frames())
+    except (StopIteration, GatewayLostError):
+        os._exit(0)  # the controller left before saying anything
+    if msgtype != frames.CONFIG:
+        _fail(transport, "expected a CONFIG frame first, got %s" % frames.NAMES.get(msgtype))
+    config = wire.decode(payload)
+    trace = Tracer("far", os.dup(2) if config.get("debug") else None)
+    try:
+        apply_settings(config)
+    except Exception as exc:
+        _fail(transport, "%s: %s" % (exc.__class__.__name__, exc))
+    gateway = FarGateway(transport, config.get("id"), trace, config.get("execmodel", "thread"))
+    forwarder = OutputForwarder(transport) if redirect_output else None
+    transport.send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+    trace("serving, config:", config)
+    try:
+        gateway.serve()
+    finally:
+        if forwarder is not None:
+            forwarder.finish()
+        transport.close()
+        os._exit(0)
+
+
+def apply_settings(config):
+    """Apply the gateway's settings; errors name the setting."""
+    if config.get("nice"):
+        # before any other thread exists: threads inherit it, so the whole process is niced
+        os.nice(int(config["nice"]))
+    for name, value in (config.get("env") or {}).items():
+        os.environ[name] = value
+    if config.get("dont_write_bytecode"):
+        sys.dont_write_bytecode = True
+    chdir = config.get("chdir")
+    if chdir:
+        path = os.path.expanduser(chdir)
+        if not os.path.isdir(path):
+            os.makedirs(path)
+        os.chdir(path)
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like an interactive interpreter: the cwd is importable
+
+
+def rinfo():
+    """What execwire tells the controller about this interpreter."""
+    return {
+        "executable": sys.executable,
+        "version_info": tuple(sys.version_info),
+        "platform": sys.platform,
+        "implementation": sys.implementation.name,
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
+
+
+def _fail(transport, message):
+    try:
+        transport.send(frames.HELLO, 0, wire.encode({"error": message}))
+    finally:
+        os._exit(1)
+
+
+class OutputForwarder(object):
+    """Sends what is written to file descriptors 1 and 2 to the controller."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.read_fds = {}
+        for stream_id, fd, stream_name in ((1, 1, "stdout"), (2, 2, "stderr")):
+            read_fd, write_fd = os.pipe()
+            os.dup2(write_fd, fd)
+            os.close(write_fd)
+            self.read_fds[read_fd] = stream_id
+            old = getattr(sys, stream_name)
+            encoding = getattr(old, "encoding", None) or "utf-8"
+            errors = "backslashreplace" if fd == 2 else getattr(old, "errors", None) or "strict"
+            setattr(sys, stream_name, open(fd, "w", buffering=1, encoding=encoding,
+                                           errors=errors, closefd=False))
+        self.thread = threading.Thread(target=self._run, name="execwire-output")
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _run(self):
+        import select
+
+        fds = list(self.read_fds)
+        while fds:
+            try:
+                ready, _, _ = select.select(fds, [], [])
+            except InterruptedError:
+                continue
+            for fd in ready:
+                data = os.read(fd, 65536)
+                if not data:
+                    fds.remove(fd)
+                    continue
+                try:
+                    self.transport.send(frames.OUTPUT, self.read_fds[fd], [data])
+                except GatewayLostError:
+                    return
+
+    def finish(self, timeout=2.0):
+        """Flush, close our write ends and wait (bounded) until everything is sent."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        self.thread.join(timeout)

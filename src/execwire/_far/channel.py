@@ -1,0 +1,257 @@
+"""Channel: one two-way conversation between the ends of a gateway.
+
+Far-side module: stdlib only, Python >= 3.6.
+
+A channel has two halves. Its sending half closes when this side calls close()
+or the other side closes it; its receiving half closes when the other side says
+it will send no more (or this side closes). Items that arrived before the
+receiving half closed are always handed out first, then EOFError (clean end) or
+the error that ended the channel (RemoteError, GatewayLostError).
+"""
+
+import threading
+
+try:
+    from queue import SimpleQueue as _ItemQueue  # 3.7+: a C queue, cheapest hand-off
+except ImportError:  # Python 3.6
+    from queue import Queue as _ItemQueue
+from queue import Empty
+
+from . import frames
+from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
+
+ENDMARKER = object()
+NO_ENDMARKER_WANTED = object()
+
+
+class Channel(object):
+    """Send and receive items to and from the other side."""
+
+    RemoteError = RemoteError
+    TimeoutError = TimeoutError
+
+    def __init__(self, gateway, id):
+        self.gateway = gateway
+        self.id = id
+        self._items = _ItemQueue()  # None once a callback takes the items
+        self._callback = None
+        self._endmarker = NO_ENDMARKER_WANTED
+        self._lock = threading.Lock()
+        self._closed = False  # sending half
+        self._close_reason = ""
+        self._receive_closed = threading.Event()  # receiving half
+        self._error = None
+
+    def __repr__(self):
+        return "<Channel id=%d %s>" % (self.id, "closed" if self._closed else "open")
+
+    # -- sending ------------------------------------------------------------
+    def send(self, item):
+        """Send ``item`` (a value of a basic type, or a channel) to the other side."""
+        if self._closed:
+            raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
+        self.gateway._send_item(self.id, item)
+
+    def close(self, error=None):
+        """Close both halves, telling the other side why (``error``) if it failed.
+
+        A receiver blocked on the other side wakes with EOFError, or with a
+        RemoteError carrying ``error``. Closing twice does nothing.
+        """
+        with self._lock:
+            if self._closed and self._receive_closed.is_set():
+                return
+            was_closed = self._closed
+            self._closed = True
+            self._close_reason = self._close_reason or "it was closed by this side"
+        if not was_closed and not self._receive_closed.is_set():
+            try:
+                if error is None:
+                    self.gateway._send(frames.CLOSE, self.id)
+                else:
+                    text = error.formatted if isinstance(error, RemoteError) else str(error)
+                    self.gateway._send(frames.CLOSE_ERROR, self.id, self.gateway._encode(text))
+            except GatewayLostError:
+                pass  # nobody left to tell
+        self._end_receiving(None)
+
+    def isclosed(self):
+        """True once the channel can send no more; it may still hold items to receive."""
+        return self._closed
+
+    # -- receiving ----------------------------------------------------------
+    def receive(self, timeout=None):
+        """Return the next item; raise EOFError once the other side has closed.
+
+        ``timeout`` (seconds) raises execwire.TimeoutError; the channel stays usable.
+        """
+        items = self._items
+        if items is None:
+            raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
+        try:
+            if timeout is None:
+                item = items.get()
+            else:
+                item = items.get(True, max(timeout, 0))
+        except Empty:
+            raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
+        if item is ENDMARKER:
+            items.put(ENDMARKER)  # for the next receiver
+            raise self._end_error()
+        return item
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return self.receive()
+        except EOFError:
+            raise StopIteration
+
+    next = __next__
+
+    def waitclose(self, timeout=None):
+        """Wait until the other side will send no more; raise its error if it failed."""
+        if not self._receive_closed.wait(timeout):
+            raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
+        if self._error is not None:
+            raise self._error
+
+    def setcallback(self, callback, endmarker=NO_ENDMARKER_WANTED):
+        """Call ``callback(item)`` for every item, queued ones first, instead of receive().
+
+        Callbacks run one at a time in a thread of their own, never in the thread
+        that reads frames. When the channel closes, ``callback(endmarker)`` is
+        called if an endmarker was given.
+        """
+        with self._lock:
+            items = self._items
+            if items is None:
+                raise RuntimeError("channel %d already has a callback" % self.id)
+            self._items = None
+            self._callback = callback
+            self._endmarker = endmarker
+            while True:
+                try:
+                    item = items.get(False)
+                except Empty:
+                    break
+                if item is ENDMARKER:
+                    self._schedule_end()
+                    break
+                self.gateway._schedule_callback(self, callback, item)
+
+    def makefile(self, mode="w", proxyclose=False):
+        """A file-like view: "w" sends what is written, "r" reads received str or bytes."""
+        if mode == "w":
+            return ChannelFileWrite(self, proxyclose)
+        if mode == "r":
+            return ChannelFileRead(self, proxyclose)
+        raise ValueError("mode must be 'r' or 'w', not %r" % (mode,))
+
+    # -- called by the gateway's reader -------------------------------------
+    def _deliver(self, item):
+        items = self._items
+        if items is not None:
+            items.put(item)
+            return
+        with self._lock:
+            items = self._items
+            if items is not None:
+                items.put(item)
+                return
+        self.gateway._schedule_callback(self, self._callback, item)
+
+    def _remote_closed(self, error=None, sendonly=False):
+        """The other side closed (``sendonly``: it only stopped sending)."""
+        with self._lock:
+            if not sendonly and not self._closed:
+                self._closed = True
+                self._close_reason = "the other side closed it"
+        self._end_receiving(error)
+
+    def _end_receiving(self, error):
+        with self._lock:
+            if self._receive_closed.is_set():
+                return
+            if error is not None and self._error is None:
+                self._error = error
+            self._receive_closed.set()
+            if self._items is not None:
+                self._items.put(ENDMARKER)
+                callback_end = False
+            else:
+                callback_end = True
+        if callback_end:
+            self._schedule_end()
+        if self._closed:
+            self.gateway._forget_channel(self.id)
+
+    def _schedule_end(self):
+        if self._endmarker is not NO_ENDMARKER_WANTED:
+            self.gateway._schedule_callback(self, self._callback, self._endmarker)
+
+    def _end_error(self):
+        if self._error is not None:
+            return self._error
+        return EOFError("channel %d was closed" % self.id)
+
+
+class ChannelFile(object):
+    def __init__(self, channel, proxyclose):
+        self.channel = channel
+        self._proxyclose = proxyclose
+
+    def isatty(self):
+        return False
+
+    def close(self):
+        if self._proxyclose:
+            self.channel.close()
+
+    def __repr__(self):
+        return "<ChannelFile %d %s>" % (self.channel.id, "closed" if self.channel.isclosed() else "open")
+
+
+class ChannelFileWrite(ChannelFile):
+    def write(self, data):
+        self.channel.send(data)
+
+    def flush(self):
+        pass
+
+
+class ChannelFileRead(ChannelFile):
+    def __init__(self, channel, proxyclose):
+        ChannelFile.__init__(self, channel, proxyclose)
+        self._buffer = None
+
+    def _fill(self, predicate):
+        try:
+            while self._buffer is None or not predicate(self._buffer):
+                chunk = self.channel.receive()
+                self._buffer = chunk if self._buffer is None else self._buffer + chunk
+        except EOFError:
+            self.close()
+
+    def _take(self, n):
+        if self._buffer is None:
+            return ""
+        result, self._buffer = self._buffer[:n], self._buffer[n:]
+        return result
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            self._fill(lambda buf: False)
+            return self._take(len(self._buffer) if self._buffer is not None else 0)
+        self._fill(lambda buf: len(buf) >= n)
+        return self._take(n)
+
+    def readline(self):
+        self._fill(lambda buf: (b"\n" if isinstance(buf, (bytes, bytearray)) else "\n") in buf)
+        if self._buffer is None:
+            return ""
+        newline = b"\n" if isinstance(self._buffer, (bytes, bytearray)) else "\n"
+        index = self._buffer.find(newline)
+        return self._take(index + 1 if index >= 0 else len(self._buffer))

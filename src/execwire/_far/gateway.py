@@ -1,0 +1,305 @@
+"""The message loop both ends share, and the far end's execution of shipped code.
+
+Far-side module: stdlib only, Python >= 3.6.
+
+BaseGateway owns the channel table, reads frames in one thread and dispatches
+them; items go straight into the channel's queue (one hand-off per item).
+Callbacks run in a separate thread so a slow callback never stalls the reader.
+FarGateway adds what only the far end does: run EXEC frames and answer STATUS.
+"""
+
+import os
+import sys
+import threading
+
+from . import frames, wire
+from .channel import Channel
+from .errors import GatewayLostError, ProtocolError, RemoteError
+
+try:
+    from queue import SimpleQueue as _Queue
+except ImportError:  # Python 3.6
+    from queue import Queue as _Queue
+
+
+class Tracer(object):
+    """Writes one line per event to a file descriptor when debugging is on."""
+
+    def __init__(self, side, fd=None):
+        self.side = side
+        self.fd = fd
+        self.enabled = fd is not None
+
+    def __call__(self, *parts):
+        if self.enabled:
+            line = "[execwire %s %d] %s\n" % (self.side, os.getpid(), " ".join(str(p) for p in parts))
+            try:
+                os.write(self.fd, line.encode("utf-8", "backslashreplace"))
+            except OSError:
+                pass
+
+
+class BaseGateway(object):
+    """Channel table and frame dispatch, common to the near and far ends."""
+
+    _first_channel_id = 1  # near side odd ids, far side even ids: never collide
+
+    def __init__(self, transport, id, trace):
+        self.id = id
+        self._transport = transport
+        self._trace = trace
+        self._channels = {}
+        self._channels_lock = threading.Lock()
+        self._next_channel_id = self._first_channel_id
+        self._callback_queue = None
+        self._connection_error = None  # set when the reader stopped
+        self._expect_end = False  # this side asked for the end
+
+    # -- channels -----------------------------------------------------------
+    def newchannel(self):
+        """A new channel, to be sent to the other side inside a message."""
+        with self._channels_lock:
+            if self._connection_error is not None:
+                raise self._connection_error
+            channel_id = self._next_channel_id
+            self._next_channel_id += 2
+            channel = self._channels[channel_id] = Channel(self, channel_id)
+        return channel
+
+    def _channel_for(self, channel_id):
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            with self._channels_lock:
+                channel = self._channels.get(channel_id)
+                if channel is None:
+                    channel = self._channels[channel_id] = Channel(self, channel_id)
+                    if self._connection_error is not None:
+                        channel._remote_closed(self._connection_error)
+        return channel
+
+    def _forget_channel(self, channel_id):
+        with self._channels_lock:
+            self._channels.pop(channel_id, None)
+
+    # -- sending ------------------------------------------------------------
+    def _encode(self, item):
+        return wire.encode(item, Channel)
+
+    def _send(self, msgtype, channel_id, parts=()):
+        if self._trace.enabled:
+            self._trace("send", frames.NAMES[msgtype], channel_id, sum(len(p) for p in parts), "bytes")
+        self._transport.send(msgtype, channel_id, parts)
+
+    def _send_item(self, channel_id, item):
+        self._send(frames.DATA, channel_id, wire.encode(item, Channel))
+
+    # -- receiving ----------------------------------------------------------
+    def _receive_loop(self):
+        """Read and dispatch frames until the stream ends, then end every channel."""
+        decode = wire.decode
+        channel_for = self._channel_for
+        channels = self._channels
+        trace = self._trace
+        error = None
+        try:
+            for msgtype, channel_id, payload in self._transport.frames():
+                if trace.enabled:
+                    trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
+                if msgtype == frames.DATA:
+                    channel = channels.get(channel_id)
+                    if channel is not None:  # items for a forgotten channel are dropped
+                        channel._deliver(decode(payload, channel_for))
+                else:
+                    self._dispatch(msgtype, channel_id, payload)
+        except GatewayLostError as exc:
+            error = exc
+        except (ProtocolError, wire.LoadError) as exc:
+            error = GatewayLostError("gateway %s: %s" % (self.id, exc))
+            error.__cause__ = exc
+        except Exception as exc:  # a bug here must not leave waiters hanging
+            error = GatewayLostError("gateway %s: reader failed: %r" % (self.id, exc))
+            error.__cause__ = exc
+        self._connection_ended(error)
+
+    def _dispatch(self, msgtype, channel_id, payload):
+        if msgtype == frames.CLOSE or msgtype == frames.LAST:
+            channel = self._channels.get(channel_id)
+            if channel is not None:
+                channel._remote_closed(sendonly=msgtype == frames.LAST)
+        elif msgtype == frames.CLOSE_ERROR:
+            error = RemoteError(wire.decode(payload), self.id, channel_id)
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                error.warn()
+            else:
+                channel._remote_closed(error)
+        else:
+            self._dispatch_special(msgtype, channel_id, payload)
+
+    def _dispatch_special(self, msgtype, channel_id, payload):
+        raise ProtocolError("unexpected %s frame on channel %d" % (frames.NAMES[msgtype], channel_id))
+
+    def _connection_ended(self, error):
+        """The reader stopped: wake every waiter, with ``error`` unless the end was asked for."""
+        if self._expect_end:
+            error = None  # asked for: channels end cleanly, receivers see EOFError
+        elif error is None:
+            error = GatewayLostError("gateway %s: the other side went away" % (self.id,))
+        self._trace("connection ended:", error or "as asked")
+        with self._channels_lock:
+            self._connection_error = error or GatewayLostError("gateway %s was closed" % (self.id,))
+            channels = list(self._channels.values())
+        for channel in channels:
+            channel._remote_closed(error)
+        if self._callback_queue is not None:
+            self._callback_queue.put(None)
+
+    # -- callbacks ----------------------------------------------------------
+    def _schedule_callback(self, channel, callback, item):
+        queue = self._callback_queue
+        if queue is None:
+            with self._channels_lock:
+                if self._callback_queue is None:
+                    self._callback_queue = _Queue()
+                    thread = threading.Thread(target=self._callback_loop, name="execwire-callbacks")
+                    thread.daemon = True
+                    thread.start()
+                queue = self._callback_queue
+        queue.put((channel, callback, item))
+
+    def _callback_loop(self):
+        queue = self._callback_queue
+        while True:
+            job = queue.get()
+            if job is None:
+                if self._connection_error is not None and queue.empty():
+                    return
+                continue
+            channel, callback, item = job
+            try:
+                callback(item)
+            except Exception:
+                text = format_exception(sys.exc_info())
+                self._trace("callback on channel", channel.id, "failed:", text)
+                channel.close(error=text)
+
+
+def format_exception(exc_info, skip_frames=0):
+    """Traceback text of ``exc_info`` without the first ``skip_frames`` frames."""
+    import traceback
+
+    exc_type, exc, tb = exc_info
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    return "".join(traceback.format_exception(exc_type, exc, tb))
+
+
+class FarGateway(BaseGateway):
+    """The far end: runs shipped code, answers status requests, obeys TERMINATE."""
+
+    _first_channel_id = 2
+
+    def __init__(self, transport, id, trace, execmodel="thread"):
+        BaseGateway.__init__(self, transport, id, trace)
+        if execmodel not in ("thread", "main_thread_only"):
+            raise ValueError("unknown execmodel %r" % (execmodel,))
+        self.execmodel = execmodel
+        self._main_jobs = _Queue()  # run by the main thread; None means stop
+        self._running = 0
+        self._running_lock = threading.Lock()
+
+    def serve(self):
+        """Run until the controller says stop or goes away. Call from the main thread."""
+        reader = threading.Thread(target=self._reader_main, name="execwire-reader")
+        reader.daemon = True
+        reader.start()
+        while True:
+            job = self._main_jobs.get()
+            if job is None:
+                return
+            self._execute(*job)
+
+    def _reader_main(self):
+        try:
+            self._receive_loop()
+        finally:
+            self._main_jobs.put(None)
+
+    def _dispatch_special(self, msgtype, channel_id, payload):
+        if msgtype == frames.EXEC:
+            self._start_exec(channel_id, wire.decode(payload))
+        elif msgtype == frames.STATUS:
+            self._send_status(channel_id)
+        elif msgtype == frames.TERMINATE:
+            self._trace("terminate requested")
+            self._expect_end = True
+            raise GatewayLostError("terminate requested")
+        else:
+            BaseGateway._dispatch_special(self, msgtype, channel_id, payload)
+
+    def _start_exec(self, channel_id, request):
+        channel = self._channel_for(channel_id)
+        job = (channel,) + tuple(request)
+        if self.execmodel == "main_thread_only":
+            with self._running_lock:
+                busy = self._running > 0 or not self._main_jobs.empty()
+                if not busy:
+                    self._main_jobs.put(job)
+                    self._running += 1  # counted now so a second EXEC sees it
+            if busy:
+                channel.close(error="execwire: the main_thread_only exec model runs one "
+                                    "remote_exec at a time and another one is still running")
+            return
+        thread = threading.Thread(target=self._execute, args=job, name="execwire-exec-%d" % channel_id)
+        thread.daemon = True
+        with self._running_lock:
+            self._running += 1
+        thread.start()
+
+    def _execute(self, channel, source, filename, funcname, kwargs):
+        """Run shipped code with ``channel`` in its namespace; close the channel after."""
+        self._trace("exec on channel", channel.id, filename)
+        try:
+            namespace = {"channel": channel, "__name__": "__channelexec__"}
+            _remember_source(filename, source)
+            code = compile(source, filename, "exec")
+            exec(code, namespace)
+            if funcname is not None:
+                namespace[funcname](channel, **kwargs)
+        except BaseException:
+            exc_info = sys.exc_info()
+            text = format_exception(exc_info, skip_frames=1)
+            self._trace("exec on channel", channel.id, "raised", exc_info[1].__class__.__name__)
+            if channel.isclosed():
+                sys.stderr.write(text)  # nobody left to receive it
+            else:
+                channel.close(error=text)
+            if isinstance(exc_info[1], KeyboardInterrupt):
+                os._exit(1)
+        else:
+            channel.close()
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def _send_status(self, channel_id):
+        with self._running_lock:
+            running = self._running
+        status = {
+            "numexecuting": running,
+            "numchannels": len(self._channels),
+            "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
+        }
+        self._send_item(channel_id, status)
+        self._send(frames.CLOSE, channel_id)
+
+
+def _remember_source(filename, source):
+    """Let tracebacks of shipped code show its lines."""
+    import linecache
+
+    lines = source.splitlines(True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    linecache.cache[filename] = (len(source), None, lines, filename)

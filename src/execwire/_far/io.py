@@ -1,0 +1,204 @@
+"""Byte transports: a pair of file descriptors or a socket, read in frames.
+
+Far-side module: stdlib only, Python >= 3.6.
+
+Reading fills one reused buffer with readinto and parses every complete frame in
+it before the next system call; a payload larger than the buffer is read straight
+into a buffer of its own. Writing sends header and payload parts in one gathered
+write, so large payloads are never copied.
+"""
+
+import os
+import socket
+import threading
+
+from . import frames
+from .errors import GatewayLostError, ProtocolError
+
+BUFFER_SIZE = 256 * 1024
+
+
+class Transport(object):
+    """Frames over a byte stream: ``readinto`` and ``writev`` are supplied by subclasses."""
+
+    def __init__(self):
+        self._write_lock = threading.Lock()
+        self._frames = None
+        self.closed = False
+
+    # -- reading ------------------------------------------------------------
+    def frames(self):
+        """The iterator of (type, channel id, payload memoryview) until a clean end of stream.
+
+        Every call returns the same iterator, so a caller may take the first
+        frame and leave the rest to the reader loop. A payload view is only valid
+        until the next frame is requested.
+        """
+        if self._frames is None:
+            self._frames = self._read_frames()
+        return self._frames
+
+    def _read_frames(self):
+        readinto = self.readinto
+        parse = frames.parse_header
+        hsize = frames.HEADER_SIZE
+        buf = bytearray(BUFFER_SIZE)
+        view = memoryview(buf)
+        start = end = 0
+        while True:
+            while end - start >= hsize:
+                msgtype, channel_id, length = parse(buf, start)
+                frame_end = start + hsize + length
+                if frame_end <= end:
+                    yield msgtype, channel_id, view[start + hsize:frame_end]
+                    start = frame_end
+                    continue
+                if hsize + length > BUFFER_SIZE:
+                    payload = self._read_large(view[start + hsize:end], length)
+                    start = end = 0
+                    yield msgtype, channel_id, payload
+                    continue
+                break
+            if start == end:
+                start = end = 0
+            elif BUFFER_SIZE - start < BUFFER_SIZE // 2 or BUFFER_SIZE - end < hsize:
+                pending = end - start
+                buf[0:pending] = buf[start:end]
+                start, end = 0, pending
+            n = readinto(view[end:])
+            if not n:
+                if start == end:
+                    return
+                rest = bytes(buf[start:end])
+                if not frames.MAGIC.startswith(rest[:2]):
+                    raise frames.garbage_error(rest)
+                raise GatewayLostError("connection closed in the middle of a frame")
+            end += n
+
+    def _read_large(self, already, length):
+        payload = bytearray(length)
+        pview = memoryview(payload)
+        have = len(already)
+        pview[:have] = already
+        while have < length:
+            n = self.readinto(pview[have:])
+            if not n:
+                raise GatewayLostError(
+                    "connection closed after %d of %d payload bytes" % (have, length))
+            have += n
+        return pview
+
+    # -- writing ------------------------------------------------------------
+    def send(self, msgtype, channel_id, parts=()):
+        """Write one frame whose payload is the concatenation of ``parts``."""
+        length = 0
+        for part in parts:
+            length += len(part) if not isinstance(part, memoryview) else part.nbytes
+        head = frames.header(msgtype, channel_id, length)
+        with self._write_lock:
+            if self.closed:
+                raise GatewayLostError("connection already closed")
+            if length < 4096 and parts:
+                self.write_all([head + b"".join(parts)])
+            else:
+                self.write_all([head] + list(parts))
+
+    def write_all(self, buffers):
+        """Write every buffer, resuming after partial writes."""
+        while buffers:
+            written = self.writev(buffers)
+            while buffers and written:
+                first = buffers[0]
+                size = len(first) if not isinstance(first, memoryview) else first.nbytes
+                if written >= size:
+                    written -= size
+                    buffers.pop(0)
+                else:
+                    buffers[0] = memoryview(first).cast("B")[written:]
+                    written = 0
+
+
+class PipeTransport(Transport):
+    """Two file descriptors: one to read frames from, one to write them to."""
+
+    def __init__(self, read_fd, write_fd):
+        Transport.__init__(self)
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._reader = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
+
+    def readinto(self, view):
+        while True:
+            try:
+                return self._reader.readinto(view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                raise GatewayLostError("reading from the peer failed: %s" % exc)
+
+    def writev(self, buffers):
+        try:
+            return os.writev(self.write_fd, buffers[:512])
+        except OSError as exc:
+            raise GatewayLostError("writing to the peer failed: %s" % exc)
+
+    def close_write(self):
+        """Signal end of stream to the peer."""
+        with self._write_lock:
+            if not self.closed:
+                self.closed = True
+                _close_quietly(self.write_fd)
+
+    def close(self):
+        self.close_write()
+        _close_quietly(self.read_fd)
+
+
+class SocketTransport(Transport):
+    """A connected stream socket."""
+
+    def __init__(self, sock):
+        Transport.__init__(self)
+        self.sock = sock
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP (a unix socket)
+
+    def readinto(self, view):
+        try:
+            return self.sock.recv_into(view)
+        except OSError as exc:
+            raise GatewayLostError("reading from the peer failed: %s" % exc)
+
+    def writev(self, buffers):
+        try:
+            return self.sock.sendmsg(buffers[:512])
+        except OSError as exc:
+            raise GatewayLostError("writing to the peer failed: %s" % exc)
+
+    def close_write(self):
+        with self._write_lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    self.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.close_write()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+__all__ = ["Transport", "PipeTransport", "SocketTransport", "ProtocolError"]

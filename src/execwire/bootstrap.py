@@ -1,0 +1,96 @@
+"""What a new far interpreter is started with.
+
+Stage 1 is the ``python -c`` argument: a few lines, valid even on Python 2, that
+refuse a too-old interpreter with a message the near side recognises, then read a
+fixed number of bytes from stdin and run them. Those bytes (stage 2) are the
+zlib-compressed sources of ``execwire._far``, installed on the far side as real
+modules of a package named ``_execwire_far``, followed by the call to its boot.
+Settings travel afterwards as a CONFIG frame: data, never code.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from pathlib import Path
+
+from ._far import frames, wire
+
+FAR_PACKAGE = "_execwire_far"
+# dependency order: a module is installed after those it imports
+FAR_MODULES = ("errors", "frames", "wire", "io", "channel", "gateway", "boot")
+MIN_VERSION = (3, 6)
+
+_STAGE2_TEMPLATE = '''\
+import sys, types
+
+
+class _Loader(object):
+    """Hands module sources to linecache so far tracebacks show their lines."""
+
+    def __init__(self, sources):
+        self.sources = sources
+
+    def get_source(self, fullname):
+        return self.sources.get(fullname.rpartition(".")[2])
+
+
+def _install(package, names, sources):
+    pkg = types.ModuleType(package)
+    pkg.__path__ = []
+    pkg.__package__ = package
+    sys.modules[package] = pkg
+    loader = _Loader(sources)
+    for name in names:
+        module = types.ModuleType(package + "." + name)
+        module.__file__ = "execwire/_far/%s.py" % name
+        module.__package__ = package
+        module.__loader__ = loader
+        sys.modules[module.__name__] = module
+        exec(compile(sources[name], module.__file__, "exec"), module.__dict__)
+        setattr(pkg, name, module)
+    return pkg
+
+
+_install(@PACKAGE@, @NAMES@, @SOURCES@).boot.main()
+'''
+
+
+def far_sources() -> dict[str, str]:
+    """The source text of every far-side module, by short name."""
+    folder = Path(__file__).parent / "_far"
+    return {name: (folder / f"{name}.py").read_text(encoding="utf-8") for name in FAR_MODULES}
+
+
+@functools.cache
+def stage2() -> bytes:
+    """The compressed far-side program (built once per process)."""
+    text = (_STAGE2_TEMPLATE.replace("@PACKAGE@", repr(FAR_PACKAGE))
+            .replace("@NAMES@", repr(FAR_MODULES))
+            .replace("@SOURCES@", repr(far_sources())))
+    return zlib.compress(text.encode("utf-8"), 9)
+
+
+@functools.cache
+def stage1() -> str:
+    """The ``python -c`` program: version check, then read and run stage 2."""
+    marker = frames.TOO_OLD_MARKER.decode("ascii")
+    return (
+        "import sys,os,zlib\n"
+        f"if sys.version_info<{MIN_VERSION!r}:"
+        f"os.write(1,('{marker} %s is Python %s; execwire needs Python "
+        f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer on the far side\\n'"
+        "%(sys.executable,sys.version.split()[0])).encode());sys.exit(3)\n"
+        f"n={len(stage2())};d=b''\n"
+        "while len(d)<n:\n"
+        " c=os.read(0,n-len(d))\n"
+        " if not c:sys.exit(4)\n"
+        " d+=c\n"
+        "exec(zlib.decompress(d))\n"
+    )
+
+
+def boot_bytes(config: dict[str, object]) -> bytes:
+    """Everything the near side writes first: stage 2, then the CONFIG frame."""
+    payload = b"".join(bytes(part) for part in wire.encode(config))
+    return stage2() + frames.header(frames.CONFIG, 0, len(payload)) + payload

@@ -1,0 +1,286 @@
+"""The near-side Gateway: ship code, query the far side, shut it down."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import threading
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._far import frames, wire
+from ._far.channel import Channel
+from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
+from ._far.gateway import BaseGateway, Tracer
+from ._far.io import Transport
+from .process import Process
+from .source import function_source
+
+if TYPE_CHECKING:
+    from .group import Group
+    from .spec import XSpec
+
+DEBUG = bool(os.environ.get("EXECWIRE_DEBUG"))
+OutputHandler = Callable[["Gateway", int, bytes], None]
+
+
+class RInfo:
+    """Facts about the far interpreter: executable, version_info, platform, cwd, pid."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.__dict__.update(info)
+        self.version_info = tuple(info.get("version_info", ()))
+
+    def __repr__(self) -> str:
+        return f"<RInfo {self.__dict__!r}>"
+
+
+class RemoteStatus:
+    """What the far side is doing: numexecuting, numchannels, execqsize."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.numexecuting: int = info["numexecuting"]
+        self.numchannels: int = info["numchannels"]
+        self.execqsize: int = info["execqsize"]
+
+    def __repr__(self) -> str:
+        return f"<RemoteStatus {self.__dict__!r}>"
+
+
+def write_output(gateway: Gateway, stream: int, data: bytes) -> None:
+    """Default output handler: far stdout to our stdout, far stderr to our stderr."""
+    target = sys.stdout if stream == 1 else sys.stderr
+    buffer = getattr(target, "buffer", None)
+    try:
+        if buffer is not None:
+            target.flush()
+            buffer.write(data)
+            buffer.flush()
+        else:
+            target.write(data.decode("utf-8", "replace"))
+            target.flush()
+    except (OSError, ValueError):
+        pass  # our own stream is closed; nothing better to do
+
+
+class Gateway(BaseGateway):
+    """A connection to one far interpreter.
+
+    It is usable as soon as it is made: start-up runs in the background, and the
+    first call that needs an answer raises GatewayStartError if it failed.
+    """
+
+    _first_channel_id = 1
+    startup_timeout = 60.0
+
+    def __init__(self, transport: Transport, spec: XSpec, gateway_id: str,
+                 process: Process | None = None, group: Group | None = None) -> None:
+        super().__init__(transport, gateway_id, Tracer("near " + gateway_id, 2 if DEBUG else None))
+        self.spec = spec
+        self._process = process
+        self._group = group
+        self._ready = threading.Event()
+        self._rinfo_cache: RInfo | None = None
+        self._start_error: Exception | None = None
+        self._exit_lock = threading.Lock()
+        self._exited = False
+        self.output_handler: OutputHandler = write_output
+        if spec.timeout is not None:
+            self.startup_timeout = float(spec.timeout)
+        self._reader = threading.Thread(target=self._reader_main, name=f"execwire-reader-{gateway_id}",
+                                        daemon=True)
+        self._reader.start()
+
+    def __repr__(self) -> str:
+        return f"<Gateway id={self.id!r} {self.state} spec={str(self.spec)!r}>"
+
+    @property
+    def state(self) -> str:
+        """'starting', 'up', 'failed' or 'closed'."""
+        if self._exited:
+            return "closed"
+        if self._start_error is not None:
+            return "failed"
+        if self._ready.is_set():
+            return "up" if self._connection_error is None else "closed"
+        return "starting"
+
+    # -- start-up -------------------------------------------------------------
+    def _reader_main(self) -> None:
+        try:
+            self._wait_first_bytes()
+        except GatewayStartError as exc:
+            self._start_failed(exc)
+            return
+        self._receive_loop()
+        if not self._ready.is_set():
+            self._ready.set()
+
+    def _wait_first_bytes(self) -> None:
+        import select
+
+        fileno = getattr(self._transport, "read_fd", None)
+        if fileno is None:
+            sock = getattr(self._transport, "sock", None)
+            fileno = sock.fileno() if sock is not None else None
+        if fileno is None:
+            return
+        ready, _, _ = select.select([fileno], [], [], self.startup_timeout)
+        if not ready:
+            raise GatewayStartError(
+                f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
+                f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
+
+    def _start_failed(self, error: GatewayStartError) -> None:
+        self._start_error = error
+        self._trace("start-up failed:", error)
+        if self._process is not None:
+            self._process.kill()
+        self._expect_end = False
+        self._connection_ended(error)
+        self._ready.set()
+
+    def _connection_ended(self, error: Exception | None) -> None:  # type: ignore[override]
+        if not self._ready.is_set() and self._start_error is None:
+            self._start_error = self._describe_start_failure(error)
+            error = self._start_error
+        super()._connection_ended(error)
+        self._ready.set()
+
+    def _describe_start_failure(self, error: Exception | None) -> GatewayStartError:
+        cause = error.__cause__ if error is not None and error.__cause__ is not None else error
+        if isinstance(cause, GatewayStartError):
+            return cause
+        if isinstance(cause, ProtocolError) and "execwire needs Python" in str(cause):
+            message = f"gateway {self.id!r}: {cause}"
+        else:
+            detail = ""
+            if self._process is not None:
+                code = self._process.wait(timeout=2.0)
+                detail = f" (exit code {code})" if code is not None else ""
+            message = (f"gateway {self.id!r} ({self.spec}): the far Python ended before it answered"
+                       f"{detail}: {cause or 'no output'}")
+        start_error = GatewayStartError(message)
+        start_error.__cause__ = cause
+        return start_error
+
+    def _dispatch_special(self, msgtype: int, channel_id: int, payload: memoryview) -> None:
+        if msgtype == frames.OUTPUT:
+            self.output_handler(self, channel_id, bytes(payload))
+        elif msgtype == frames.HELLO:
+            hello = wire.decode(payload)
+            if "error" in hello:
+                raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
+            self._rinfo_cache = RInfo(hello["rinfo"])
+            self._ready.set()
+        else:
+            super()._dispatch_special(msgtype, channel_id, payload)
+
+    def wait_ready(self, timeout: float | None = None) -> Gateway:
+        """Block until the far side has answered; raise GatewayStartError if it failed."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"gateway {self.id!r} did not finish starting within {timeout!r} seconds")
+        if self._start_error is not None:
+            raise self._start_error
+        return self
+
+    # -- the public face ------------------------------------------------------
+    def remote_exec(self, source: str | types.ModuleType | Callable[..., Any], **kwargs: Any) -> Channel:
+        """Run ``source`` on the far side; return the channel its code sees as ``channel``.
+
+        ``source`` is a string of code, a module (its source is shipped) or a pure
+        function whose first parameter is the channel; ``kwargs`` go to that function.
+        """
+        funcname = None
+        if isinstance(source, types.ModuleType):
+            import inspect
+
+            filename = source.__file__ or f"<module {source.__name__}>"
+            text = inspect.getsource(source)
+        elif isinstance(source, str):
+            text = textwrap.dedent(source)
+            filename = "<remote_exec>"
+        elif callable(source):
+            text, funcname, filename = function_source(source)
+        else:
+            raise TypeError(f"remote_exec takes a string, a module or a function, not {type(source).__name__}")
+        if kwargs and funcname is None:
+            raise TypeError("keyword arguments to remote_exec are only for functions")
+        try:
+            request = wire.encode((text, filename, funcname, kwargs), Channel)
+        except wire.DumpError as exc:
+            raise wire.DumpError(f"remote_exec keyword arguments: {exc}") from None
+        channel = self.newchannel()
+        try:
+            self._send(frames.EXEC, channel.id, request)
+        except GatewayLostError:
+            self._forget_channel(channel.id)
+            self._raise_if_down()
+            raise
+        return channel
+
+    def _raise_if_down(self) -> None:
+        if self._start_error is not None:
+            raise self._start_error
+        if self._connection_error is not None and not self._ready.is_set():
+            self.wait_ready()
+
+    def newchannel(self) -> Channel:
+        if self._start_error is not None:
+            raise self._start_error
+        return super().newchannel()
+
+    def _rinfo(self, update: bool = False) -> RInfo:
+        """Facts about the far interpreter (cached; ``update`` asks again)."""
+        if update or self._rinfo_cache is None:
+            self.wait_ready(self.startup_timeout)
+            if update:
+                self._rinfo_cache = RInfo(self._ask_status()["rinfo"])
+        assert self._rinfo_cache is not None
+        return self._rinfo_cache
+
+    remote_info = _rinfo
+
+    def remote_status(self) -> RemoteStatus:
+        """How many channels are open and how much code runs on the far side."""
+        return RemoteStatus(self._ask_status())
+
+    def _ask_status(self) -> dict[str, Any]:
+        channel = self.newchannel()
+        self._send(frames.STATUS, channel.id)
+        status: dict[str, Any] = channel.receive(timeout=self.startup_timeout)
+        return status
+
+    def hasreceiver(self) -> bool:
+        """True while frames from the far side are being read."""
+        return self._reader.is_alive()
+
+    def exit(self, timeout: float = 5.0) -> None:
+        """Stop the far side and release everything; waits at most about ``timeout`` seconds.
+
+        Asks the far side to stop, closes the pipe, waits; then SIGTERM, then
+        SIGKILL. Calling it again does nothing.
+        """
+        with self._exit_lock:
+            if self._exited:
+                return
+            self._exited = True
+        self._trace("exit requested")
+        self._expect_end = True
+        try:
+            self._send(frames.TERMINATE, 0)
+        except GatewayLostError:
+            pass
+        self._transport.close_write()
+        if self._process is not None:
+            self._process.stop(timeout)
+        self._reader.join(timeout if self._process is None else 1.0)
+        self._transport.close()
+        if self._group is not None:
+            self._group._unregister(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the reader has stopped (execnet name)."""
+        self._reader.join(timeout)

@@ -1,0 +1,136 @@
+"""Group: a set of gateways made, addressed and terminated together."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._far.channel import Channel
+from .gateway import DEBUG, Gateway
+from .multi import MultiChannel
+from .spec import XSpec
+from .transports.popen import start_popen
+
+
+class Group:
+    """Gateways with ids (``gw0``, ``gw1``, ... unless the spec says ``id=``).
+
+    Gateways start in the background, so making several in a row starts them
+    side by side; the first call that needs an answer waits for its gateway.
+    """
+
+    defaultspec = "popen"
+
+    def __init__(self, xspecs: list[str | XSpec] | tuple[str | XSpec, ...] = (), execmodel: str = "thread") -> None:
+        self._gateways: list[Gateway] = []
+        self._lock = threading.Lock()
+        self._next_auto_id = 0
+        self._atexit_registered = False
+        self.set_execmodel(execmodel)
+        for spec in xspecs:
+            self.makegateway(spec)
+
+    def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
+        """Exec model for gateways made from now on ("thread" or "main_thread_only")."""
+        if execmodel != "thread":
+            raise ValueError(f"the near side supports the execmodel 'thread' only, not {execmodel!r}")
+        self.execmodel = execmodel
+        self.remote_execmodel = remote_execmodel or "thread"
+
+    def __repr__(self) -> str:
+        return f"<Group {[gw.id for gw in self._gateways]!r}>"
+
+    def __len__(self) -> int:
+        return len(self._gateways)
+
+    def __iter__(self) -> Iterator[Gateway]:
+        return iter(list(self._gateways))
+
+    def __contains__(self, key: object) -> bool:
+        return any(gw is key or gw.id == key for gw in self._gateways)
+
+    def __getitem__(self, key: int | str | Gateway) -> Gateway:
+        if isinstance(key, int):
+            return self._gateways[key]
+        for gw in self._gateways:
+            if gw is key or gw.id == key:
+                return gw
+        raise KeyError(f"no gateway {key!r} in this group; ids: {[gw.id for gw in self._gateways]}")
+
+    def makegateway(self, spec: str | XSpec | None = None) -> Gateway:
+        """Start a gateway for ``spec`` (default "popen") and add it to the group."""
+        if spec is None:
+            spec = self.defaultspec
+        if not isinstance(spec, XSpec):
+            spec = XSpec(spec)
+        if spec.execmodel is None and self.remote_execmodel != "thread":
+            spec = XSpec(f"{spec}//execmodel={self.remote_execmodel}")
+        gateway_id = self._allocate_id(spec)
+        if spec.via is not None or spec.type != "popen":
+            raise ValueError(f"gateway type in {str(spec)!r} is not available yet; use popen")
+        transport, process = start_popen(spec, gateway_id, DEBUG)
+        gateway = Gateway(transport, spec, gateway_id, process, self)
+        with self._lock:
+            self._gateways.append(gateway)
+            if not self._atexit_registered:
+                atexit.register(self._cleanup_atexit)
+                self._atexit_registered = True
+        return gateway
+
+    def _allocate_id(self, spec: XSpec) -> str:
+        with self._lock:
+            if spec.id is not None:
+                if any(gw.id == spec.id for gw in self._gateways):
+                    raise ValueError(f"a gateway with id {spec.id!r} is already in this group")
+                return str(spec.id)
+            taken = {gw.id for gw in self._gateways}
+            while f"gw{self._next_auto_id}" in taken:
+                self._next_auto_id += 1
+            gateway_id = f"gw{self._next_auto_id}"
+            self._next_auto_id += 1
+            return gateway_id
+
+    def _unregister(self, gateway: Gateway) -> None:
+        with self._lock:
+            if gateway in self._gateways:
+                self._gateways.remove(gateway)
+
+    def remote_exec(self, source: str | Callable[..., Any], **kwargs: Any) -> MultiChannel:
+        """Run ``source`` on every gateway; the channels come back as one MultiChannel."""
+        channels: list[Channel] = [gw.remote_exec(source, **kwargs) for gw in self]
+        return MultiChannel(channels)
+
+    def terminate(self, timeout: float | None = None) -> None:
+        """Exit every gateway at once; after ``timeout`` seconds the far processes are killed."""
+        gateways = list(self._gateways)
+        budget = 5.0 if timeout is None else max(timeout, 0.0)
+        threads = [threading.Thread(target=gw.exit, args=(budget,), daemon=True) for gw in gateways]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + budget + 3.0  # exit() itself escalates to SIGKILL
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+
+    def _cleanup_atexit(self) -> None:
+        self.terminate(timeout=1.0)
+
+
+default_group = Group()
+
+
+def makegateway(spec: str | XSpec | None = None) -> Gateway:
+    """Start a gateway in the default group."""
+    return default_group.makegateway(spec)
+
+
+def set_execmodel(execmodel: str, remote_execmodel: str | None = None) -> None:
+    """Set the exec models of the default group."""
+    default_group.set_execmodel(execmodel, remote_execmodel)
+
+
+def PopenGateway(python: str | None = None) -> Gateway:  # noqa: N802 - the seed's name
+    """A local Python subprocess (``python`` names another interpreter)."""
+    return makegateway("popen" + (f"//python={python}" if python else ""))

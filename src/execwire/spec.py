@@ -1,0 +1,146 @@
+"""XSpec: the ``key1=value1//key2=value2`` strings that describe a gateway."""
+
+from __future__ import annotations
+
+import difflib
+
+# gateway types: exactly one per spec
+GATEWAY_TYPES = ("popen", "ssh", "socket")
+
+# key -> does it need a non-empty value?
+VALUE_KEYS = {
+    "ssh": True,
+    "socket": True,
+    "via": True,
+    "installvia": True,
+    "python": True,
+    "chdir": True,
+    "nice": True,
+    "id": True,
+    "ssh_config": True,
+    "execmodel": True,
+    "sudo": True,
+    "docker": True,
+    "podman": True,
+    "kubectl": True,
+    "exec": True,
+    "timeout": True,
+}
+FLAG_KEYS = ("popen", "dont_write_bytecode")
+KNOWN_KEYS = tuple(VALUE_KEYS) + FLAG_KEYS
+EXECMODELS = ("thread", "main_thread_only")
+
+
+class XSpec:
+    """A parsed gateway specification; keys are attributes, missing ones read as None.
+
+    >>> spec = XSpec("popen//python=python3//env:MODE=test")
+    >>> spec.popen, spec.python, spec.env, spec.chdir
+    (True, 'python3', {'MODE': 'test'}, None)
+    """
+
+    popen: bool | None = None
+    ssh: str | None = None
+    socket: str | None = None
+    via: str | None = None
+    installvia: str | None = None
+    python: str | None = None
+    chdir: str | None = None
+    nice: str | None = None
+    id: str | None = None
+    ssh_config: str | None = None
+    execmodel: str | None = None
+    dont_write_bytecode: bool | None = None
+    sudo: str | None = None
+    docker: str | None = None
+    podman: str | None = None
+    kubectl: str | None = None
+    exec: str | None = None
+    timeout: str | None = None
+
+    def __init__(self, string: str) -> None:
+        if not isinstance(string, str):
+            raise TypeError(f"a gateway spec is a string, not {type(string).__name__}")
+        self._spec = string
+        self.env: dict[str, str] = {}
+        seen: set[str] = set()
+        for item in string.split("//"):
+            key, has_value, value = item.partition("=")
+            self._check_key(key, has_value, value, seen)
+            seen.add(key)
+            if key.startswith("env:"):
+                self.env[key[4:]] = value
+            else:
+                setattr(self, key, value if has_value else True)
+        self._check_whole()
+
+    def _check_key(self, key: str, has_value: str, value: str, seen: set[str]) -> None:
+        spec = self._spec
+        if not key:
+            raise ValueError(f"empty key in gateway spec {spec!r} (two '//' in a row, or a leading '=')")
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r} in gateway spec {spec!r}")
+        if key.startswith("env:"):
+            if not key[4:]:
+                raise ValueError(f"key 'env:' needs a variable name (env:NAME=value) in {spec!r}")
+            if not has_value:
+                raise ValueError(f"key {key!r} needs a value (env:NAME=value) in {spec!r}")
+            return
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(KNOWN_KEYS)}, env:NAME"
+            raise ValueError(f"unknown key {key!r} in gateway spec {spec!r}{hint}")
+        if VALUE_KEYS.get(key) and not value:
+            raise ValueError(f"key {key!r} needs a value ({key}=...) in gateway spec {spec!r}")
+        if key in FLAG_KEYS and has_value:
+            raise ValueError(f"key {key!r} takes no value in gateway spec {spec!r}")
+
+    def _check_whole(self) -> None:
+        spec = self._spec
+        types = [name for name in GATEWAY_TYPES if getattr(self, name) is not None]
+        if len(types) > 1:
+            raise ValueError(f"gateway spec {spec!r} names several gateway types: {', '.join(types)}")
+        if not types and self.via is None:
+            raise ValueError(
+                f"gateway spec {spec!r} names no gateway type; start it with popen, ssh=HOST or socket=HOST:PORT")
+        if self.nice is not None:
+            try:
+                int(self.nice)
+            except ValueError:
+                raise ValueError(f"key 'nice' needs a whole number, not {self.nice!r}, in {spec!r}") from None
+        if self.execmodel is not None and self.execmodel not in EXECMODELS:
+            raise ValueError(
+                f"key 'execmodel' must be one of {', '.join(EXECMODELS)}, not {self.execmodel!r}, in {spec!r}")
+        if self.timeout is not None:
+            try:
+                float(self.timeout)
+            except ValueError:
+                raise ValueError(f"key 'timeout' needs a number of seconds, not {self.timeout!r}") from None
+
+    @property
+    def type(self) -> str:
+        """The gateway type: 'popen', 'ssh' or 'socket' (a via-only spec means popen)."""
+        for name in GATEWAY_TYPES:
+            if getattr(self, name) is not None:
+                return name
+        return "popen"
+
+    def __getattr__(self, name: str) -> None:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<XSpec {self._spec!r}>"
+
+    def __str__(self) -> str:
+        return self._spec
+
+    def __hash__(self) -> int:
+        return hash(self._spec)
+
+    def __eq__(self, other: object) -> bool:
+        return self._spec == getattr(other, "_spec", None)
+
+    def _samefilesystem(self) -> bool:
+        return self.popen is not None and self.chdir is None

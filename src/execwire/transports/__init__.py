@@ -1,0 +1,1 @@
+"""Ways to reach a far interpreter; each returns a frame transport (and its local process)."""

@@ -1,0 +1,66 @@
+"""Start a far interpreter as a local command whose stdin and stdout carry the protocol.
+
+popen runs Python directly; ssh, sudo and container tools wrap that same command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from .. import bootstrap
+from .._far.errors import GatewayLostError, GatewayStartError
+from .._far.io import PipeTransport
+from ..process import Process
+from ..spec import XSpec
+
+
+def python_argv(spec: XSpec) -> list[str]:
+    """The far interpreter's command: ``python=`` split like a shell would, plus stage 1."""
+    python = shlex.split(spec.python) if spec.python else [sys.executable]
+    if not python:
+        raise ValueError(f"key 'python' names no command in gateway spec {str(spec)!r}")
+    flags = ["-B"] if spec.dont_write_bytecode else []
+    return [*python, *flags, "-c", bootstrap.stage1()]
+
+
+def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
+    """Settings the far side applies at start-up, sent as data."""
+    return {
+        "id": gateway_id,
+        "chdir": spec.chdir,
+        "nice": int(spec.nice) if spec.nice is not None else None,
+        "env": dict(spec.env),
+        "dont_write_bytecode": bool(spec.dont_write_bytecode),
+        "execmodel": spec.execmodel or "thread",
+        "debug": debug,
+    }
+
+
+def start_command(argv: Sequence[str], config: dict[str, object], what: str) -> tuple[PipeTransport, Process]:
+    """Run ``argv`` with pipes on stdin/stdout and write the boot payload to it.
+
+    ``what`` names the command in errors (e.g. "python interpreter '/usr/bin/python9'").
+    """
+    to_far_read, to_far_write = os.pipe()
+    from_far_read, from_far_write = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            list(argv), stdin=to_far_read, stdout=from_far_write, stderr=None,
+            close_fds=True, start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        for fd in (to_far_read, to_far_write, from_far_read, from_far_write):
+            os.close(fd)
+        raise GatewayStartError(f"cannot start {what}: {exc.strerror}: {argv[0]!r}") from exc
+    os.close(to_far_read)
+    os.close(from_far_write)
+    transport = PipeTransport(from_far_read, to_far_write)
+    try:
+        transport.write_all([bootstrap.boot_bytes(config)])
+    except GatewayLostError:
+        pass  # it died at once; the reader reports why
+    return transport, Process(popen)
