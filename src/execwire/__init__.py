@@ -15,7 +15,7 @@ from ._far.errors import (
     TimeoutError,
 )
 from ._far.wire import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
-from .gateway import Gateway, RInfo, RemoteStatus
+from .gateway import Gateway, RemoteStatus, RInfo
 from .group import Group, PopenGateway, default_group, makegateway, set_execmodel
 from .multi import MultiChannel
 from .spec import XSpec

@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import transports
 from ._far.channel import Channel
 from .gateway import DEBUG, Gateway
 from .multi import MultiChannel
 from .spec import XSpec
-from .transports.popen import start_popen
 
 
 class Group:
@@ -69,9 +69,7 @@ class Group:
         if spec.execmodel is None and self.remote_execmodel != "thread":
             spec = XSpec(f"{spec}//execmodel={self.remote_execmodel}")
         gateway_id = self._allocate_id(spec)
-        if spec.via is not None or spec.type != "popen":
-            raise ValueError(f"gateway type in {str(spec)!r} is not available yet; use popen")
-        transport, process = start_popen(spec, gateway_id, DEBUG)
+        transport, process = transports.start(spec, gateway_id, DEBUG, self)
         gateway = Gateway(transport, spec, gateway_id, process, self)
         with self._lock:
             self._gateways.append(gateway)

@@ -50,7 +50,7 @@ def parse_header(buf, pos):
     """Return (type, channel id, payload length) of the header at ``buf[pos:]``."""
     magic, msgtype, channel_id, length = HEADER.unpack_from(buf, pos)
     if magic != MAGIC or msgtype not in NAMES:
-        raise garbage_error(bytes(buf[pos:pos + 64]))
+        raise garbage_error(bytes(buf[pos:pos + 256]))
     if length > MAX_PAYLOAD:
         raise ProtocolError(
             "frame claims %d bytes of payload, more than the limit of %d; "
