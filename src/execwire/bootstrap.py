@@ -6,11 +6,16 @@ fixed number of bytes from stdin and run them. Those bytes (stage 2) are the
 zlib-compressed sources of ``execwire._far``, installed on the far side as real
 modules of a package named ``_execwire_far``, followed by the call to its boot.
 Settings travel afterwards as a CONFIG frame: data, never code.
+
+When the far interpreter is this very interpreter (a popen gateway without
+``python=``), stage 2 travels compiled (marshal), which saves compiling the far
+modules at every start; marshal data is only valid for the same Python version.
 """
 
 from __future__ import annotations
 
 import functools
+import marshal
 import zlib
 from pathlib import Path
 
@@ -35,7 +40,7 @@ class _Loader(object):
         return self.sources.get(fullname.rpartition(".")[2])
 
 
-def _install(package, names, sources):
+def _install(package, names, sources, codes):
     pkg = types.ModuleType(package)
     pkg.__path__ = []
     pkg.__package__ = package
@@ -47,12 +52,13 @@ def _install(package, names, sources):
         module.__package__ = package
         module.__loader__ = loader
         sys.modules[module.__name__] = module
-        exec(compile(sources[name], module.__file__, "exec"), module.__dict__)
+        code = codes[name] if codes else compile(sources[name], module.__file__, "exec")
+        exec(code, module.__dict__)
         setattr(pkg, name, module)
     return pkg
 
 
-_install(@PACKAGE@, @NAMES@, @SOURCES@).boot.main()
+_install(@PACKAGE@, @NAMES@, @SOURCES@, @CODES@).boot.main()
 '''
 
 
@@ -62,35 +68,46 @@ def far_sources() -> dict[str, str]:
     return {name: (folder / f"{name}.py").read_text(encoding="utf-8") for name in FAR_MODULES}
 
 
-@functools.cache
-def stage2() -> bytes:
-    """The compressed far-side program (built once per process)."""
-    text = (_STAGE2_TEMPLATE.replace("@PACKAGE@", repr(FAR_PACKAGE))
+def _stage2_text(codes: str) -> str:
+    return (_STAGE2_TEMPLATE.replace("@PACKAGE@", repr(FAR_PACKAGE))
             .replace("@NAMES@", repr(FAR_MODULES))
-            .replace("@SOURCES@", repr(far_sources())))
-    return zlib.compress(text.encode("utf-8"), 9)
+            .replace("@SOURCES@", repr(far_sources()))
+            .replace("@CODES@", codes))
 
 
 @functools.cache
-def stage1() -> str:
+def stage2(marshalled: bool = False) -> bytes:
+    """The compressed far-side program (built once per process and form)."""
+    if not marshalled:
+        return zlib.compress(_stage2_text("None").encode("utf-8"), 9)
+    codes = "{%s}" % ", ".join(
+        f"{name!r}: marshal.loads({marshal.dumps(compile(source, f'execwire/_far/{name}.py', 'exec'))!r})"
+        for name, source in far_sources().items())
+    program = compile("import marshal\n" + _stage2_text(codes), "<execwire stage 2>", "exec")
+    return zlib.compress(marshal.dumps(program), 9)
+
+
+@functools.cache
+def stage1(marshalled: bool = False) -> str:
     """The ``python -c`` program: version check, then read and run stage 2."""
     marker = frames.TOO_OLD_MARKER.decode("ascii")
+    run = "exec(marshal.loads(zlib.decompress(d)))" if marshalled else "exec(zlib.decompress(d))"
     return (
-        "import sys,os,zlib\n"
+        "import sys,os,zlib" + (",marshal" if marshalled else "") + "\n"
         f"if sys.version_info<{MIN_VERSION!r}:"
         f"os.write(1,('{marker} %s is Python %s; execwire needs Python "
         f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer on the far side\\n'"
         "%(sys.executable,sys.version.split()[0])).encode());sys.exit(3)\n"
-        f"n={len(stage2())};d=b''\n"
+        f"n={len(stage2(marshalled))};d=b''\n"
         "while len(d)<n:\n"
         " c=os.read(0,n-len(d))\n"
         " if not c:sys.exit(4)\n"
         " d+=c\n"
-        "exec(zlib.decompress(d))\n"
+        f"{run}\n"
     )
 
 
-def boot_bytes(config: dict[str, object]) -> bytes:
+def boot_bytes(config: dict[str, object], marshalled: bool = False) -> bytes:
     """Everything the near side writes first: stage 2, then the CONFIG frame."""
     payload = b"".join(bytes(part) for part in wire.encode(config))
-    return stage2() + frames.header(frames.CONFIG, 0, len(payload)) + payload
+    return stage2(marshalled) + frames.header(frames.CONFIG, 0, len(payload)) + payload

@@ -12,10 +12,9 @@ the error that ended the channel (RemoteError, GatewayLostError).
 import threading
 
 try:
-    from queue import SimpleQueue as _ItemQueue  # 3.7+: a C queue, cheapest hand-off
+    from _queue import Empty, SimpleQueue as _ItemQueue  # 3.7+: a C queue, cheapest hand-off
 except ImportError:  # Python 3.6
-    from queue import Queue as _ItemQueue
-from queue import Empty
+    from queue import Empty, Queue as _ItemQueue
 
 from . import frames
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError

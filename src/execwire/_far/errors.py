@@ -7,7 +7,8 @@ Far-side module: stdlib only, Python >= 3.6. Imports nothing else.
 - the peer or the link died: GatewayLostError
 - a deadline passed: TimeoutError (also the builtin TimeoutError)
 - the bytes on the wire make no sense: ProtocolError
-- the far interpreter could not be started: GatewayStartError, HostNotFound
+- the far interpreter could not be started: GatewayStartError, HostNotFound,
+  AuthenticationError
 """
 
 import builtins
@@ -71,3 +72,7 @@ class GatewayStartError(Error):
 
 class HostNotFound(GatewayStartError):
     """The host of an ssh or socket gateway could not be reached."""
+
+
+class AuthenticationError(GatewayStartError):
+    """The far end refused our credentials (ssh key, socket server token), or we refused its."""

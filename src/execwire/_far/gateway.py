@@ -17,7 +17,7 @@ from .channel import Channel
 from .errors import GatewayLostError, ProtocolError, RemoteError
 
 try:
-    from queue import SimpleQueue as _Queue
+    from _queue import SimpleQueue as _Queue  # 3.7+, without importing queue.py
 except ImportError:  # Python 3.6
     from queue import Queue as _Queue
 
@@ -208,6 +208,10 @@ class FarGateway(BaseGateway):
         self._main_jobs = _Queue()  # run by the main thread; None means stop
         self._running = 0
         self._running_lock = threading.Lock()
+        # worker threads are kept and reused: starting a thread costs more than a short job
+        self._pool_jobs = _Queue()
+        self._idle_workers = 0
+        self._compiled = {}  # (source, filename) -> code, for code shipped again and again
 
     def serve(self):
         """Run until the controller says stop or goes away. Call from the main thread."""
@@ -251,25 +255,55 @@ class FarGateway(BaseGateway):
                 channel.close(error="execwire: the main_thread_only exec model runs one "
                                     "remote_exec at a time and another one is still running")
             return
-        thread = threading.Thread(target=self._execute, args=job, name="execwire-exec-%d" % channel_id)
-        thread.daemon = True
         with self._running_lock:
             self._running += 1
+            reuse = self._idle_workers > 0
+            if reuse:
+                self._idle_workers -= 1
+        if reuse:
+            self._pool_jobs.put(job)
+            return
+        thread = threading.Thread(target=self._worker, args=(job,), name="execwire-exec")
+        thread.daemon = True
         thread.start()
+
+    def _worker(self, job):
+        """Run jobs; stay for the next one unless enough workers are idle already."""
+        while True:
+            self._execute(*job)
+            with self._running_lock:
+                if self._idle_workers >= MAX_IDLE_WORKERS:
+                    return
+                self._idle_workers += 1
+            job = self._pool_jobs.get()
+            if job is None:
+                return
+
+    def _compile(self, source, filename):
+        key = (source, filename)
+        code = self._compiled.get(key)
+        if code is None:
+            code = compile(source, filename, "exec")
+            if len(self._compiled) >= 64:
+                self._compiled.clear()
+            self._compiled[key] = code
+        return code
 
     def _execute(self, channel, source, filename, funcname, kwargs):
         """Run shipped code with ``channel`` in its namespace; close the channel after."""
         self._trace("exec on channel", channel.id, filename)
         try:
             namespace = {"channel": channel, "__name__": "__channelexec__"}
-            _remember_source(filename, source)
-            code = compile(source, filename, "exec")
+            code = self._compile(source, filename)
             exec(code, namespace)
             if funcname is not None:
                 namespace[funcname](channel, **kwargs)
         except BaseException:
             exc_info = sys.exc_info()
-            text = format_exception(exc_info, skip_frames=1)
+            with _traceback_lock:  # shipped sources share a file name: format one at a time
+                _remember_source(filename, source)
+                text = format_exception(exc_info, skip_frames=1)
+                _forget_source(filename)
             self._trace("exec on channel", channel.id, "raised", exc_info[1].__class__.__name__)
             if channel.isclosed():
                 sys.stderr.write(text)  # nobody left to receive it
@@ -295,11 +329,21 @@ class FarGateway(BaseGateway):
         self._send(frames.CLOSE, channel_id)
 
 
+MAX_IDLE_WORKERS = 16
+_traceback_lock = threading.Lock()
+
+
 def _remember_source(filename, source):
-    """Let tracebacks of shipped code show its lines."""
+    """Let the traceback of shipped code show its lines (done only when it failed)."""
     import linecache
 
     lines = source.splitlines(True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def _forget_source(filename):
+    import linecache
+
+    linecache.cache.pop(filename, None)

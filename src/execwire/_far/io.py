@@ -9,13 +9,13 @@ write, so large payloads are never copied.
 """
 
 import os
-import socket
 import threading
 
 from . import frames
 from .errors import GatewayLostError, ProtocolError
 
 BUFFER_SIZE = 256 * 1024
+_pack_header = frames.HEADER.pack
 
 
 class Transport(object):
@@ -93,15 +93,27 @@ class Transport(object):
         """Write one frame whose payload is the concatenation of ``parts``."""
         length = 0
         for part in parts:
-            length += len(part) if not isinstance(part, memoryview) else part.nbytes
-        head = frames.header(msgtype, channel_id, length)
+            length += part.nbytes if isinstance(part, memoryview) else len(part)
+        if length > frames.MAX_PAYLOAD:
+            raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (length, frames.MAX_PAYLOAD))
+        head = _pack_header(frames.MAGIC, msgtype, channel_id, length)
+        if length < 65536:  # small: one contiguous buffer, one system call
+            frame = head + parts[0] if len(parts) == 1 else head + b"".join(parts)
+            with self._write_lock:
+                if self.closed:
+                    raise GatewayLostError("connection already closed")
+                written = self.write(frame)
+                if written != len(frame):
+                    self.write_all([memoryview(frame)[written:]])
+            return
         with self._write_lock:
             if self.closed:
                 raise GatewayLostError("connection already closed")
-            if length < 4096 and parts:
-                self.write_all([head + b"".join(parts)])
-            else:
-                self.write_all([head] + list(parts))
+            self.write_all([head] + list(parts))
+
+    def write(self, data):
+        """Write what the system takes of ``data`` in one call; return how much."""
+        return self.writev([data])
 
     def write_all(self, buffers):
         """Write every buffer, resuming after partial writes."""
@@ -142,6 +154,12 @@ class PipeTransport(Transport):
         except OSError as exc:
             raise GatewayLostError("writing to the peer failed: %s" % exc)
 
+    def write(self, data):
+        try:
+            return os.write(self.write_fd, data)
+        except OSError as exc:
+            raise GatewayLostError("writing to the peer failed: %s" % exc)
+
     def close_write(self):
         """Signal end of stream to the peer."""
         with self._write_lock:
@@ -158,6 +176,8 @@ class SocketTransport(Transport):
     """A connected stream socket."""
 
     def __init__(self, sock):
+        import socket  # only socket gateways pay for this import
+
         Transport.__init__(self)
         self.sock = sock
         try:
@@ -177,12 +197,18 @@ class SocketTransport(Transport):
         except OSError as exc:
             raise GatewayLostError("writing to the peer failed: %s" % exc)
 
+    def write(self, data):
+        try:
+            return self.sock.send(data)
+        except OSError as exc:
+            raise GatewayLostError("writing to the peer failed: %s" % exc)
+
     def close_write(self):
         with self._write_lock:
             if not self.closed:
                 self.closed = True
                 try:
-                    self.sock.shutdown(socket.SHUT_WR)
+                    self.sock.shutdown(1)  # SHUT_WR
                 except OSError:
                     pass
 

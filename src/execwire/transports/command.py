@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -18,13 +19,25 @@ from ..process import Process
 from ..spec import XSpec
 
 
-def python_argv(spec: XSpec) -> list[str]:
-    """The far interpreter's command: ``python=`` split like a shell would, plus stage 1."""
+def python_argv(spec: XSpec, marshalled: bool = False) -> list[str]:
+    """The far interpreter's command: ``python=`` split like a shell would, plus stage 1.
+
+    ``marshalled`` (only for this very interpreter) ships stage 2 precompiled.
+    """
     python = shlex.split(spec.python) if spec.python else [sys.executable]
     if not python:
         raise ValueError(f"key 'python' names no command in gateway spec {str(spec)!r}")
     flags = ["-B"] if spec.dont_write_bytecode else []
-    return [*python, *flags, "-c", bootstrap.stage1()]
+    return [*python, *flags, "-c", bootstrap.stage1(marshalled)]
+
+
+def is_this_interpreter(spec: XSpec) -> bool:
+    """True when ``python=`` (or its absence) means the interpreter running this code."""
+    if not spec.python:
+        return True
+    words = shlex.split(spec.python)
+    found = shutil.which(words[0]) if words else None
+    return found is not None and os.path.realpath(found) == os.path.realpath(sys.executable)
 
 
 def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
@@ -40,7 +53,8 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
     }
 
 
-def start_command(argv: Sequence[str], config: dict[str, object], what: str) -> tuple[PipeTransport, Process]:
+def start_command(argv: Sequence[str], config: dict[str, object], what: str,
+                  marshalled: bool = False) -> tuple[PipeTransport, Process]:
     """Run ``argv`` with pipes on stdin/stdout and write the boot payload to it.
 
     ``what`` names the command in errors (e.g. "python interpreter '/usr/bin/python9'").
@@ -60,7 +74,7 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str) -> 
     os.close(from_far_write)
     transport = PipeTransport(from_far_read, to_far_write)
     try:
-        transport.write_all([bootstrap.boot_bytes(config)])
+        transport.write_all([bootstrap.boot_bytes(config, marshalled)])
     except GatewayLostError:
         pass  # it died at once; the reader reports why
     return transport, Process(popen)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from .._far.io import PipeTransport
 from ..process import Process
 from ..spec import XSpec
-from .command import far_config, python_argv, start_command
+from .command import far_config, is_this_interpreter, python_argv, start_command
 
 
 def start_popen(spec: XSpec, gateway_id: str, debug: bool) -> tuple[PipeTransport, Process]:
-    argv = python_argv(spec)
-    return start_command(argv, far_config(spec, gateway_id, debug), f"python interpreter {argv[0]!r}")
+    marshalled = is_this_interpreter(spec)
+    argv = python_argv(spec, marshalled)
+    return start_command(argv, far_config(spec, gateway_id, debug), f"python interpreter {argv[0]!r}", marshalled)
