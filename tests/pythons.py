@@ -9,6 +9,7 @@ Two roles, one module so that both agree on the names:
   old ones (3.6 to 3.9) was found, because then the matrix proved nothing about them.
 
 Nothing here starts a gateway; the interpreters are only asked for their version.
+(PYTEST_DONT_REWRITE: the test module imports this before pytest loads it as a plugin.)
 """
 
 from __future__ import annotations
@@ -202,8 +203,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if name not in present:
             continue
         counts = Counter(_outcomes.get(name, {}).values())
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "not run"
-        label = "too old, refused" if name in TOO_OLD else "ran"
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no test selected"
+        label = "not run" if not counts else "too old, refused" if name in TOO_OLD else "ran"
         write(f"{label:>16}: {present[name].describe()}: {summary}", red=bool(counts["failed"]))
     if missing():
         write(f"{'missing':>16}: {', '.join(missing())}", yellow=True)

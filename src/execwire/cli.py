@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "info", parents=[common], formatter_class=raw, help="print facts about each gateway's interpreter",
         description=INFO_DESCRIPTION, epilog=_epilog(INFO_EXAMPLES, spec_help, EXIT_HELP, ENV_HELP))
     info.add_argument("--json", action="store_true", help="one JSON object per gateway and line")
+    run.set_defaults(parser=run)
+    info.set_defaults(parser=info)
     return parser
 
 
@@ -446,7 +448,6 @@ class Session:
         self.console.status(self._status_lines())
         if not starting:
             self._status_live = False
-            self.router.flush_below = True  # type: ignore[attr-defined]
             self.console.end_status()
 
     def _status_lines(self) -> list[str]:
@@ -460,7 +461,7 @@ class Session:
                 reason = (target.error or "").strip().splitlines()
                 state = "failed: " + (reason[0] if reason else "unknown reason")
             elif state == "closed":
-                state = "done"
+                state = "up"  # it started, and its work may already be done
             spec = target.text if len(target.text) <= spec_width else target.text[:spec_width - 1] + "~"
             line = f"{target.id:<{id_width}}  {spec:<{spec_width}}  {state}"
             lines.append(line if len(line) <= width else line[:max(width - 3, 1)] + "...")
@@ -542,7 +543,7 @@ class Runner:
             try:
                 channel = target.gateway.remote_exec(self.code)
             except Error as exc:
-                session.fail(target, str(exc))
+                session.fail(target, self._why_not_started(target.gateway, exc))
                 active.remove(target)
                 continue
             target.channel = channel
@@ -561,6 +562,14 @@ class Runner:
             session.update_status()
         session.close(timeout=1.0 if session.expired() else 5.0)
         return session.exit_status()
+
+    def _why_not_started(self, gateway: Gateway, error: Error) -> str:
+        """The start-up error behind a failed remote_exec (a broken pipe says little by itself)."""
+        try:
+            gateway.wait_ready(5.0)
+        except Error as start_error:
+            return str(start_error)
+        return str(error)
 
     def _received(self, target: Target, item: object) -> None:
         """Channel callback (the gateway's callback thread): print an item, or end at the endmarker."""
@@ -676,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return USAGE
-    subparser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    subparser: argparse.ArgumentParser = args.parser
     code = _read_code(args, subparser) if args.command == "run" else ""
     targets = parse_targets(args.on, subparser)
     signal.signal(signal.SIGINT, _on_signal)

@@ -30,11 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-
-try:
-    from typing import Callable, Dict, List, Optional, Tuple  # noqa: F401 - used in type comments
-except ImportError:  # pragma: no cover - typing is there on every Python we support
-    pass
+from typing import Callable, List, Optional  # noqa: F401, UP035 - type comments, read by mypy, valid on 3.6
 
 MAGIC = b"execwire"
 VERSION = 1
@@ -86,7 +82,7 @@ def recv_exact(conn, size, deadline, check=None):
     while len(data) < size:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise socket.timeout()
+            raise socket.timeout()  # noqa: UP041 - a distinct class before Python 3.10
         conn.settimeout(remaining)
         chunk = conn.recv(size - len(data))
         if not chunk:
@@ -173,7 +169,7 @@ class Server(object):
                 self.log("%s: refused: %s" % (peer, exc))
                 _linger_close(conn)
                 return
-            except socket.timeout:
+            except socket.timeout:  # noqa: UP041 - a distinct class before Python 3.10
                 self.log("%s: refused: no complete handshake within %g seconds"
                          % (peer, self.handshake_timeout))
                 conn.close()

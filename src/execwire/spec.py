@@ -10,7 +10,7 @@ GATEWAY_TYPES = ("popen", "ssh", "socket")
 # key -> does it need a non-empty value?
 VALUE_KEYS = {
     "ssh": True,
-    "socket": True,
+    "socket": False,  # socket=HOST:PORT, or a bare socket with installvia=ID
     "via": True,
     "installvia": True,
     "python": True,
@@ -25,10 +25,33 @@ VALUE_KEYS = {
     "kubectl": True,
     "exec": True,
     "timeout": True,
+    "token_file": True,
 }
 FLAG_KEYS = ("popen", "dont_write_bytecode")
 KNOWN_KEYS = tuple(VALUE_KEYS) + FLAG_KEYS
 EXECMODELS = ("thread", "main_thread_only")
+
+
+def parse_hostport(address: str, spec: str = "") -> tuple[str, int]:
+    """Split ``HOST:PORT``; an IPv6 address goes in brackets, as in URLs: ``[::1]:8888``."""
+    where = f" in gateway spec {spec!r}" if spec else ""
+    if address.startswith("["):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(f"socket address {address!r}{where} must look like [IPV6]:PORT, e.g. [::1]:8888")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = address.rpartition(":")
+        if not colon:
+            raise ValueError(f"socket address {address!r}{where} needs a port: HOST:PORT")
+        if ":" in host:
+            raise ValueError(f"socket address {address!r}{where}: write an IPv6 address in brackets, "
+                             f"[{host}]:{port_text}")
+    if not host:
+        raise ValueError(f"socket address {address!r}{where} names no host: HOST:PORT")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"socket address {address!r}{where}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
 
 
 class XSpec:
@@ -41,7 +64,7 @@ class XSpec:
 
     popen: bool | None = None
     ssh: str | None = None
-    socket: str | None = None
+    socket: str | bool | None = None
     via: str | None = None
     installvia: str | None = None
     python: str | None = None
@@ -57,6 +80,7 @@ class XSpec:
     kubectl: str | None = None
     exec: str | None = None
     timeout: str | None = None
+    token_file: str | None = None
 
     def __init__(self, string: str) -> None:
         if not isinstance(string, str):
@@ -116,6 +140,17 @@ class XSpec:
                 float(self.timeout)
             except ValueError:
                 raise ValueError(f"key 'timeout' needs a number of seconds, not {self.timeout!r}") from None
+        if self.socket is not None or self.installvia is not None:
+            self._check_socket()
+
+    def _check_socket(self) -> None:
+        spec = self._spec
+        if self.socket is None:
+            raise ValueError(f"key 'installvia' goes with socket: socket//installvia=ID, in {spec!r}")
+        if isinstance(self.socket, str):
+            parse_hostport(self.socket, spec)
+        elif self.installvia is None:
+            raise ValueError(f"key 'socket' needs an address (socket=HOST:PORT) or installvia=ID, in {spec!r}")
 
     @property
     def type(self) -> str:

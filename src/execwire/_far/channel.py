@@ -7,20 +7,32 @@ or the other side closes it; its receiving half closes when the other side says
 it will send no more (or this side closes). Items that arrived before the
 receiving half closed are always handed out first, then EOFError (clean end) or
 the error that ended the channel (RemoteError, GatewayLostError).
+
+Flow control: a sender may have at most WINDOW bytes of items that the other
+side has not yet received (each item counts at least MIN_COST bytes); beyond
+that send() waits until the receiver takes items and returns CREDIT. So a slow
+receiver holds back a fast sender instead of buffering without limit.
 """
 
+import struct
 import threading
 
 try:
-    from _queue import Empty, SimpleQueue as _ItemQueue  # 3.7+: a C queue, cheapest hand-off
+    from _queue import Empty  # 3.7+: a C queue, cheapest hand-off
+    from _queue import SimpleQueue as _ItemQueue
 except ImportError:  # Python 3.6
-    from queue import Empty, Queue as _ItemQueue
+    from queue import Empty
+    from queue import Queue as _ItemQueue
 
 from . import frames
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
+WINDOW = 16 * 1024 * 1024
+MIN_COST = 128
+_CREDIT_BATCH = WINDOW // 4
+_credit = struct.Struct("!Q")
 
 
 class Channel(object):
@@ -40,6 +52,9 @@ class Channel(object):
         self._close_reason = ""
         self._receive_closed = threading.Event()  # receiving half
         self._error = None
+        self._send_credit = WINDOW  # bytes we may still send before the peer receives
+        self._credit_waiters = None  # a Condition, made when a sender first has to wait
+        self._received_cost = 0  # bytes received but not yet credited back
 
     def __repr__(self):
         return "<Channel id=%d %s>" % (self.id, "closed" if self._closed else "open")
@@ -49,7 +64,47 @@ class Channel(object):
         """Send ``item`` (a value of a basic type, or a channel) to the other side."""
         if self._closed:
             raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-        self.gateway._send_item(self.id, item)
+        gateway = self.gateway
+        parts = gateway._encode(item)
+        cost = MIN_COST
+        for part in parts:
+            cost += len(part) if not isinstance(part, memoryview) else part.nbytes
+        with self._lock:
+            # an item larger than the window may go when nothing is outstanding
+            if self._send_credit >= cost or self._send_credit >= WINDOW:
+                self._send_credit -= cost
+            else:
+                self._wait_for_credit(cost)
+        gateway._send(frames.DATA, self.id, parts)
+
+    def _wait_for_credit(self, cost):
+        """Block (holding self._lock via the condition) until the receiver caught up."""
+        if self._credit_waiters is None:
+            self._credit_waiters = threading.Condition(self._lock)
+        while not (self._send_credit >= cost or self._send_credit >= WINDOW):
+            if self._closed:
+                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
+            self._credit_waiters.wait(1.0)
+        self._send_credit -= cost
+
+    def _add_credit(self, amount):
+        """The receiver took ``amount`` bytes of items (reader thread)."""
+        with self._lock:
+            self._send_credit += amount
+            if self._credit_waiters is not None:
+                self._credit_waiters.notify_all()
+
+    def _took(self, cost):
+        """We took an item of ``cost`` bytes: give credit back in batches."""
+        with self._lock:
+            self._received_cost += cost
+            if self._received_cost < _CREDIT_BATCH:
+                return
+            amount, self._received_cost = self._received_cost, 0
+        try:
+            self.gateway._send(frames.CREDIT, self.id, (_credit.pack(amount),))
+        except GatewayLostError:
+            pass
 
     def close(self, error=None):
         """Close both halves, telling the other side why (``error``) if it failed.
@@ -89,15 +144,16 @@ class Channel(object):
             raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
         try:
             if timeout is None:
-                item = items.get()
+                entry = items.get()
             else:
-                item = items.get(True, max(timeout, 0))
+                entry = items.get(True, max(timeout, 0))
         except Empty:
             raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
-        if item is ENDMARKER:
+        if entry is ENDMARKER:
             items.put(ENDMARKER)  # for the next receiver
             raise self._end_error()
-        return item
+        self._took(entry[1])
+        return entry[0]
 
     def __iter__(self):
         return self
@@ -133,13 +189,13 @@ class Channel(object):
             self._endmarker = endmarker
             while True:
                 try:
-                    item = items.get(False)
+                    entry = items.get(False)
                 except Empty:
                     break
-                if item is ENDMARKER:
+                if entry is ENDMARKER:
                     self._schedule_end()
                     break
-                self.gateway._schedule_callback(self, callback, item)
+                self.gateway._schedule_callback(self, callback, entry[0], entry[1])
 
     def makefile(self, mode="w", proxyclose=False):
         """A file-like view: "w" sends what is written, "r" reads received str or bytes."""
@@ -150,17 +206,17 @@ class Channel(object):
         raise ValueError("mode must be 'r' or 'w', not %r" % (mode,))
 
     # -- called by the gateway's reader -------------------------------------
-    def _deliver(self, item):
+    def _deliver(self, item, cost):
         items = self._items
         if items is not None:
-            items.put(item)
+            items.put((item, cost))
             return
         with self._lock:
             items = self._items
             if items is not None:
-                items.put(item)
+                items.put((item, cost))
                 return
-        self.gateway._schedule_callback(self, self._callback, item)
+        self.gateway._schedule_callback(self, self._callback, item, cost)
 
     def _remote_closed(self, error=None, sendonly=False):
         """The other side closed (``sendonly``: it only stopped sending)."""
@@ -168,6 +224,8 @@ class Channel(object):
             if not sendonly and not self._closed:
                 self._closed = True
                 self._close_reason = "the other side closed it"
+            if self._credit_waiters is not None:
+                self._credit_waiters.notify_all()
         self._end_receiving(error)
 
     def _end_receiving(self, error):
@@ -189,7 +247,7 @@ class Channel(object):
 
     def _schedule_end(self):
         if self._endmarker is not NO_ENDMARKER_WANTED:
-            self.gateway._schedule_callback(self, self._callback, self._endmarker)
+            self.gateway._schedule_callback(self, self._callback, self._endmarker, 0)
 
     def _end_error(self):
         if self._error is not None:

@@ -28,11 +28,12 @@ LAST = 7  # the sender will send no more but may still receive
 TERMINATE = 8  # near -> far: shut down
 STATUS = 9  # near -> far: report status as one DATA item on this channel
 OUTPUT = 10  # far -> near: raw bytes the far process wrote; channel 1 stdout, 2 stderr
+CREDIT = 11  # the receiver took this many bytes of items (8-byte count): send more
 
 NAMES = {
     HELLO: "HELLO", CONFIG: "CONFIG", EXEC: "EXEC", DATA: "DATA", CLOSE: "CLOSE",
     CLOSE_ERROR: "CLOSE_ERROR", LAST: "LAST", TERMINATE: "TERMINATE",
-    STATUS: "STATUS", OUTPUT: "OUTPUT",
+    STATUS: "STATUS", OUTPUT: "OUTPUT", CREDIT: "CREDIT",
 }
 
 # what a Python too old for the far side prints instead of a frame

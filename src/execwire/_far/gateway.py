@@ -13,7 +13,7 @@ import sys
 import threading
 
 from . import frames, wire
-from .channel import Channel
+from .channel import MIN_COST, Channel, _credit
 from .errors import GatewayLostError, ProtocolError, RemoteError
 
 try:
@@ -108,7 +108,7 @@ class BaseGateway(object):
                 if msgtype == frames.DATA:
                     channel = channels.get(channel_id)
                     if channel is not None:  # items for a forgotten channel are dropped
-                        channel._deliver(decode(payload, channel_for))
+                        channel._deliver(decode(payload, channel_for), len(payload) + MIN_COST)
                 else:
                     self._dispatch(msgtype, channel_id, payload)
         except GatewayLostError as exc:
@@ -122,7 +122,11 @@ class BaseGateway(object):
         self._connection_ended(error)
 
     def _dispatch(self, msgtype, channel_id, payload):
-        if msgtype == frames.CLOSE or msgtype == frames.LAST:
+        if msgtype == frames.CREDIT:
+            channel = self._channels.get(channel_id)
+            if channel is not None:
+                channel._add_credit(_credit.unpack(payload)[0])
+        elif msgtype == frames.CLOSE or msgtype == frames.LAST:
             channel = self._channels.get(channel_id)
             if channel is not None:
                 channel._remote_closed(sendonly=msgtype == frames.LAST)
@@ -155,7 +159,7 @@ class BaseGateway(object):
             self._callback_queue.put(None)
 
     # -- callbacks ----------------------------------------------------------
-    def _schedule_callback(self, channel, callback, item):
+    def _schedule_callback(self, channel, callback, item, cost):
         queue = self._callback_queue
         if queue is None:
             with self._channels_lock:
@@ -165,7 +169,7 @@ class BaseGateway(object):
                     thread.daemon = True
                     thread.start()
                 queue = self._callback_queue
-        queue.put((channel, callback, item))
+        queue.put((channel, callback, item, cost))
 
     def _callback_loop(self):
         queue = self._callback_queue
@@ -175,13 +179,15 @@ class BaseGateway(object):
                 if self._connection_error is not None and queue.empty():
                     return
                 continue
-            channel, callback, item = job
+            channel, callback, item, cost = job
             try:
                 callback(item)
             except Exception:
                 text = format_exception(sys.exc_info())
                 self._trace("callback on channel", channel.id, "failed:", text)
                 channel.close(error=text)
+            if cost:
+                channel._took(cost)
 
 
 def format_exception(exc_info, skip_frames=0):
