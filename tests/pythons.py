@@ -194,7 +194,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say which interpreters ran and which were missing; warn loudly if the old ones were absent."""
-    if not _outcomes:
+    no_old = not old_supported_present()
+    if not _outcomes and not no_old:
         return
     write = terminalreporter.write_line
     terminalreporter.section("execwire far-side pythons")
@@ -208,6 +209,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         write(f"{label:>16}: {present[name].describe()}: {summary}", red=bool(counts["failed"]))
     if missing():
         write(f"{'missing':>16}: {', '.join(missing())}", yellow=True)
-    if not old_supported_present():
+    if no_old:
         terminalreporter.write_sep("!", "WARNING: no old Python on this machine", red=True, bold=True)
         write("WARNING: " + no_old_python_message(), red=True, bold=True)

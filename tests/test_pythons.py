@@ -562,7 +562,6 @@ def test_python_may_be_run_through_sudo(group):
 
 
 def test_python_naming_a_missing_command_says_which(group):
-    gateway = group.makegateway("popen//python=python-that-does-not-exist9.9")
     with pytest.raises(execwire.GatewayStartError, match="python-that-does-not-exist9.9"):
-        gateway.wait_ready(timeout=10)
+        group.makegateway("popen//python=python-that-does-not-exist9.9").wait_ready(timeout=10)
 

@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from ._far.errors import Error, GatewayStartError, RemoteError
 from ._far.errors import TimeoutError as ExecwireTimeout
 from .gateway import Gateway
 from .group import Group
-from .spec import KNOWN_KEYS, XSpec
+from .spec import FLAG_KEYS, KNOWN_KEYS, XSpec
 
 OK = 0
 CODE_RAISED = 1
@@ -49,7 +50,7 @@ gateway specs (--on SPEC, repeatable; without --on: one "popen" gateway):
     popen//chdir=DIR               far working directory (made if missing)
     popen//nice=10                 lower the priority of the whole far process
     popen//id=NAME                 the gateway id shown in prefixes (default gw0, gw1, ...)
-  Other keys: {other_keys}.
+{other_keys}
 """
 
 EXIT_HELP = """\
@@ -60,7 +61,7 @@ exit status:
   2    usage error or bad gateway spec (the message names the bad key)
   3    a gateway could not start (its error is printed; the others still ran)
   4    --timeout passed; gateways still running were terminated
-  130  interrupted (Ctrl-C); every gateway was terminated
+  130  interrupted by Ctrl-C (143: by SIGTERM); every gateway was terminated
   When several apply, the highest of 4, 3, 1 wins.
 """
 
@@ -100,20 +101,16 @@ examples:
 TOP_DESCRIPTION = """\
 execwire starts Python interpreters elsewhere (subprocesses, ssh hosts, socket
 servers, containers, other users, or any of those through another gateway),
-ships code to them and prints what comes back.
-
-commands:
-  run    run Python code on one or many gateways at once
-  info   print facts about each gateway's interpreter (text or --json)
-
-Run `execwire COMMAND --help` for the options of a command.
+ships code to them and prints what comes back. Run `execwire COMMAND --help`
+for the options of a command.
 """
 
 
 def _other_keys() -> str:
     shown = {"popen", "ssh", "socket", "via", "python", "chdir", "nice", "id"}
-    keys = [key for key in KNOWN_KEYS if key not in shown]
-    return ", ".join(key if key in ("dont_write_bytecode",) else f"{key}=..." for key in keys)
+    keys = [key if key in FLAG_KEYS else f"{key}=..." for key in KNOWN_KEYS if key not in shown]
+    return textwrap.fill("Other keys: " + ", ".join(keys) + ".", width=78, initial_indent="  ",
+                         subsequent_indent="    ")
 
 
 def _epilog(*parts: str) -> str:
@@ -138,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="execwire", description=TOP_DESCRIPTION, formatter_class=raw,
         epilog=_epilog(spec_help, EXIT_HELP, ENV_HELP))
     parser.add_argument("--version", action="version", version=f"execwire {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--on", action="append", default=[], metavar="SPEC",
@@ -406,7 +403,7 @@ class Session:
         """Record and report a start-up failure (once)."""
         if target.outcome == "failed":
             return
-        target.error = target.error or error
+        target.error = (target.error or error).replace(str(target.spec), target.text)
         target.outcome = "failed"
         self.notice(target, f"could not start: {target.error}")
 
@@ -458,8 +455,7 @@ class Session:
         for target in self.targets:
             state = target.state
             if state == "failed":
-                reason = (target.error or "").strip().splitlines()
-                state = "failed: " + (reason[0] if reason else "unknown reason")
+                state = "failed: " + _short_reason(target)
             elif state == "closed":
                 state = "up"  # it started, and its work may already be done
             spec = target.text if len(target.text) <= spec_width else target.text[:spec_width - 1] + "~"
@@ -505,6 +501,16 @@ class Session:
         if outcomes & {"raised", "lost"}:
             return CODE_RAISED
         return OK
+
+
+def _short_reason(target: Target) -> str:
+    """The first line of a start-up error, without the gateway id and spec the status line shows anyway."""
+    lines = (target.error or "").strip().splitlines()
+    reason = lines[0] if lines else "unknown reason"
+    for lead in (f"gateway {target.id!r} ({target.text}): ", f"gateway {target.id!r}: "):
+        if reason.startswith(lead):
+            return reason[len(lead):]
+    return reason
 
 
 def _terminal_width() -> int:

@@ -156,6 +156,11 @@ class Gateway(BaseGateway):
         if isinstance(cause, ProtocolError) and "execwire needs Python" in str(cause):
             message = f"gateway {self.id!r}: {cause}"
         else:
+            explained = (self._process.explain_start_failure(f"gateway {self.id!r} ({self.spec})")
+                         if self._process is not None else None)
+            if explained is not None:  # the launcher (ssh, sudo, ...) said why on its stderr
+                explained.__cause__ = cause
+                return explained
             detail = ""
             if self._process is not None:
                 code = self._process.wait(timeout=2.0)

@@ -2,15 +2,123 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+from ._far.errors import GatewayStartError
+
+# explain(prefix, exit code or None, stderr text) -> a precise start error, or None if it cannot tell
+Explain = Callable[[str, int | None, str], GatewayStartError | None]
+
+
+class StderrCollector:
+    """A launcher's stderr (ssh, sudo, docker, ...): kept while the far side starts, passed on after.
+
+    Those tools explain a failure only on stderr, so the text is kept (its last
+    ``LIMIT`` bytes) to classify a failed start; once the far Python has answered,
+    what they write goes to our stderr as before.
+    """
+
+    LIMIT = 16 * 1024
+
+    def __init__(self) -> None:
+        self._kept = bytearray()
+        self._forward = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def read_from(self, fd: int) -> None:
+        """Collect from ``fd`` (closed at its end) in a daemon thread."""
+        threading.Thread(target=self._read_loop, args=(fd,), name="execwire-stderr", daemon=True).start()
+
+    def _read_loop(self, fd: int) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.feed(data)
+        finally:
+            os.close(fd)
+            self.finish()
+
+    def feed(self, data: bytes) -> None:
+        with self._lock:
+            self._kept += data
+            del self._kept[:-self.LIMIT]
+            forward = self._forward
+        if forward:
+            _write_stderr(data)
+
+    def finish(self) -> None:
+        """No more data will come."""
+        self._done.set()
+
+    def start_forwarding(self) -> None:
+        """The far side answered: from now on pass what arrives to our stderr."""
+        with self._lock:
+            self._forward = True
+
+    def text(self, timeout: float = 1.0) -> str:
+        """What was collected, after waiting up to ``timeout`` for the stream's end."""
+        self._done.wait(timeout)
+        with self._lock:
+            return self._kept.decode("utf-8", "replace")
+
+
+def _write_stderr(data: bytes) -> None:
+    try:
+        buffer = getattr(sys.stderr, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            sys.stderr.write(data.decode("utf-8", "replace"))
+            sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # our own stderr is gone; nothing better to do
 
 
 class Process:
-    """Wraps the local process of a gateway (python, ssh, sudo, docker, ...)."""
+    """Wraps the local process of a gateway (python, ssh, sudo, docker, ...).
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    ``stderr`` and ``explain``, when given, turn a failed start into an error
+    that says what went wrong (see ``explain_start_failure``).
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], stderr: StderrCollector | None = None,
+                 explain: Explain | None = None) -> None:
         self.popen = popen
+        self.stderr = stderr
+        self.explain = explain
+
+    def explain_start_failure(self, prefix: str) -> GatewayStartError | None:
+        """Why the far side ended before it answered, from exit code and stderr; None if unknown.
+
+        ``prefix`` starts the message (it names the gateway and its spec).
+        """
+        if self.stderr is None and self.explain is None:
+            return None
+        code = self.wait(2.0)
+        text = self.stderr.text(1.0) if self.stderr is not None else ""
+        if self.explain is not None:
+            error = self.explain(prefix, code, text)
+            if error is not None:
+                return error
+        said = text.strip()
+        if not said:
+            return None
+        status = f" (exit code {code})" if code is not None else ""
+        return GatewayStartError(f"{prefix}: the far side ended before it answered{status}; it said: {said[-2000:]}")
 
     @property
     def pid(self) -> int:

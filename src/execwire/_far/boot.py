@@ -45,8 +45,8 @@ def serve(transport, redirect_output):
     trace = Tracer("far", os.dup(2) if config.get("debug") else None)
     try:
         apply_settings(config)
-    except Exception as exc:
-        _fail(transport, "%s: %s" % (exc.__class__.__name__, exc))
+    except ValueError as exc:
+        _fail(transport, str(exc))
     gateway = FarGateway(transport, config.get("id"), trace, config.get("execmodel", "thread"))
     forwarder = OutputForwarder(transport) if redirect_output else None
     transport.send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
@@ -61,22 +61,32 @@ def serve(transport, redirect_output):
 
 
 def apply_settings(config):
-    """Apply the gateway's settings; errors name the setting."""
+    """Apply the gateway's settings; an error names the spec key that caused it."""
     if config.get("nice"):
         # before any other thread exists: threads inherit it, so the whole process is niced
-        os.nice(int(config["nice"]))
+        _setting("nice", config["nice"], os.nice, int(config["nice"]))
     for name, value in (config.get("env") or {}).items():
         os.environ[name] = value
     if config.get("dont_write_bytecode"):
         sys.dont_write_bytecode = True
     chdir = config.get("chdir")
     if chdir:
-        path = os.path.expanduser(chdir)
-        if not os.path.isdir(path):
-            os.makedirs(path)
-        os.chdir(path)
+        _setting("chdir", chdir, _change_directory, os.path.expanduser(chdir))
     if "" not in sys.path:
         sys.path.insert(0, "")  # like an interactive interpreter: the cwd is importable
+
+
+def _setting(key, value, function, argument):
+    try:
+        function(argument)
+    except Exception as exc:
+        raise ValueError("%s=%s failed: %s: %s" % (key, value, exc.__class__.__name__, exc))
+
+
+def _change_directory(path):
+    if not os.path.isdir(path):
+        os.makedirs(path)
+    os.chdir(path)
 
 
 def rinfo():

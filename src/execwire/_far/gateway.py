@@ -235,6 +235,10 @@ class FarGateway(BaseGateway):
             self._receive_loop()
         finally:
             self._main_jobs.put(None)
+            if self.execmodel == "main_thread_only" and self._running:
+                import _thread
+
+                _thread.interrupt_main()  # the main thread runs shipped code: stop it
 
     def _dispatch_special(self, msgtype, channel_id, payload):
         if msgtype == frames.EXEC:

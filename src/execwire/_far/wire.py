@@ -108,7 +108,7 @@ def _long_blob(out, parts, data, op32):
     if n > BIG:
         parts.append(bytes(out))
         del out[:]
-        parts.append(data)  # no copy: the caller writes it out as is
+        parts.append(bytes(data))  # no copy: the caller writes it out as is
     else:
         out += data
 

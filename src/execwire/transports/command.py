@@ -54,7 +54,7 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
 
 
 def start_command(argv: Sequence[str], config: dict[str, object], what: str,
-                  marshalled: bool = False) -> tuple[PipeTransport, Process]:
+                  marshalled: bool = False, env: dict[str, str] | None = None) -> tuple[PipeTransport, Process]:
     """Run ``argv`` with pipes on stdin/stdout and write the boot payload to it.
 
     ``what`` names the command in errors (e.g. "python interpreter '/usr/bin/python9'").
@@ -64,7 +64,7 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
     try:
         popen = subprocess.Popen(
             list(argv), stdin=to_far_read, stdout=from_far_write, stderr=None,
-            close_fds=True, start_new_session=True,
+            close_fds=True, start_new_session=True, env=env,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         for fd in (to_far_read, to_far_write, from_far_read, from_far_write):
