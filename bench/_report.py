@@ -70,15 +70,20 @@ def evaluate(target: Target, medians: dict[str, float]) -> Outcome | None:
         return None
     if target.kind == "plus":
         extra = mine - other
-        return Outcome(target, f"+{extra:.1f} {workload.unit}", (other + target.goal) / mine,
+        return Outcome(target, f"{extra:+.1f} {workload.unit}", (other + target.goal) / mine,
                        extra <= target.goal)
     factor = advantage(workload, mine, other)
     if target.kind == "within":
         cost = 1 / factor
-        return Outcome(target, f"{cost:.2f}x", target.goal / cost, cost <= target.goal)
+        return Outcome(target, ratio_text(cost, target.goal), target.goal / cost, cost <= target.goal)
     if target.kind == "share":
-        return Outcome(target, f"{factor:.0%}", factor / target.goal, factor >= target.goal)
-    return Outcome(target, f"{factor:.2f}x", factor / target.goal, factor >= target.goal)
+        return Outcome(target, f"{factor:.1%}", factor / target.goal, factor >= target.goal)
+    return Outcome(target, ratio_text(factor, target.goal), factor / target.goal, factor >= target.goal)
+
+
+def ratio_text(ratio: float, goal: float) -> str:
+    """Two decimals, or three when two would round onto the goal and hide which side it is on."""
+    return f"{ratio:.3f}x" if f"{ratio:.2f}" == f"{goal:.2f}" and ratio != goal else f"{ratio:.2f}x"
 
 
 def median(values: list[float]) -> float:

@@ -9,6 +9,7 @@ a workload leaves out the systems that do not support it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 PYTHON = sys.executable
+SETSID = shutil.which("setsid")
+# Linux gives every session its own scheduler autogroup; execwire starts each far Python
+# in a new session, so under load from other sessions its far sides would get more CPU
+# than those of the others. With OWN_SESSION every system's far side gets a session of
+# its own (through setsid(1) where the system's API offers no other way).
+OWN_SESSION = True
 SETUP_TIMEOUT = 60.0  # for waits outside the timed loops; a hang becomes an error, not a stall
 perf_counter = time.perf_counter
 
@@ -105,7 +112,8 @@ class ChannelConnection(Connection):
     def roundtrip(self, n: int) -> float:
         channel = self.gw.remote_exec(ECHO_SOURCE)
         channel.send(-1)
-        check(channel.receive(SETUP_TIMEOUT) == -1, "echo of -1")
+        first = channel.receive(SETUP_TIMEOUT)
+        check(first == -1, f"echo of -1 came back as {first!r}")
         send, receive = channel.send, channel.receive
         last = None
         t0 = perf_counter()
@@ -127,7 +135,8 @@ class ChannelConnection(Connection):
 
     def _sink(self, items: Any, count: int, size: int) -> float:
         channel = self.gw.remote_exec(SINK_SOURCE)
-        check(channel.receive(SETUP_TIMEOUT) == "ready", "sink ready")
+        ready = channel.receive(SETUP_TIMEOUT)
+        check(ready == "ready", f"the sink said {ready!r} instead of 'ready'")
         send = channel.send
         t0 = perf_counter()
         for item in items:
@@ -196,6 +205,13 @@ class Execwire(System):
             gw.exit()
 
 
+def far_python() -> list[str]:
+    """The far interpreter's command for systems that start it themselves."""
+    if OWN_SESSION and SETSID is not None:
+        return [SETSID, PYTHON]
+    return [PYTHON]
+
+
 class Execnet(System):
     name = "execnet"
     supports = frozenset({"start", "roundtrip", "oneliner", "bulk", "tuples", "group", "rss"})
@@ -211,10 +227,14 @@ class Execnet(System):
     def version(self) -> str:
         return str(self.mod.__version__)
 
+    @staticmethod
+    def spec() -> str:
+        return "popen//python=" + " ".join(far_python())
+
     def start(self) -> dict[str, float]:
         t0 = perf_counter()
         group = self.mod.Group()
-        gw = group.makegateway("popen")
+        gw = group.makegateway(self.spec())
         gw.remote_exec(FIRST_RESULT).receive(SETUP_TIMEOUT)
         t1 = perf_counter()
         group.terminate(5.0)  # gw.exit() alone does not wait for the process
@@ -222,14 +242,14 @@ class Execnet(System):
 
     def connect(self) -> Connection:
         group = self.mod.Group()
-        gw = group.makegateway("popen")
+        gw = group.makegateway(self.spec())
         return ChannelConnection(gw, lambda: group.terminate(5.0))
 
     def group(self, size: int) -> float:
         t0 = perf_counter()
         group = self.mod.Group()
         for _ in range(size):
-            group.makegateway("popen")
+            group.makegateway(self.spec())
         results = group.remote_exec(FIRST_RESULT).receive_each()
         group.terminate(5.0)
         elapsed = perf_counter() - t0
@@ -239,7 +259,7 @@ class Execnet(System):
     def idle_rss(self) -> int:
         group = self.mod.Group()
         try:
-            gw = group.makegateway("popen")
+            gw = group.makegateway(self.spec())
             channel = gw.remote_exec(FIRST_RESULT)
             channel.receive(SETUP_TIMEOUT)
             channel.waitclose(SETUP_TIMEOUT)
@@ -272,7 +292,7 @@ class Mitogen(System):
     def start(self) -> dict[str, float]:
         t0 = perf_counter()
         broker, router = self._router()
-        context = router.local()
+        context = router.local(python_path=far_python())
         context.call(os.getpid)
         t1 = perf_counter()
         broker.shutdown()
@@ -281,12 +301,13 @@ class Mitogen(System):
 
     def connect(self) -> Connection:
         broker, router = self._router()
-        return MitogenConnection(broker, router.local())
+        return MitogenConnection(broker, router.local(python_path=far_python()))
 
     def group(self, size: int) -> float:
         t0 = perf_counter()
         broker, router = self._router()
-        contexts = [router.local() for _ in range(size)]  # local() returns once the child is up
+        # local() returns once the child is up, so they start one after the other
+        contexts = [router.local(python_path=far_python()) for _ in range(size)]
         pids = [context.call(os.getpid) for context in contexts]
         broker.shutdown()
         broker.join()
@@ -297,7 +318,7 @@ class Mitogen(System):
     def idle_rss(self) -> int:
         broker, router = self._router()
         try:
-            return read_rss_kb(router.local().call(os.getpid))
+            return read_rss_kb(router.local(python_path=far_python()).call(os.getpid))
         finally:
             broker.shutdown()
             broker.join()
@@ -340,7 +361,10 @@ from rpyc.utils.classic import connect_pipes
 stdin, stdout = sys.stdin, sys.stdout
 sys.stdin = open(os.devnull, "r")
 sys.stdout = open(os.devnull, "w")
-connect_pipes(stdin, stdout).serve_all()
+try:
+    connect_pipes(stdin, stdout).serve_all()
+except (EOFError, OSError):
+    pass  # the controller went away
 """
 
 
@@ -351,20 +375,25 @@ class Rpyc(System):
     def __init__(self) -> None:
         try:
             import rpyc
-            from rpyc.core.service import SlaveService
-            from rpyc.utils.factory import connect_subproc
+            from rpyc.core.service import ClassicService
+            from rpyc.utils.factory import connect_pipes
         except ImportError as exc:
             raise Unavailable("rpyc is not installed (pip install rpyc)") from exc
         self.mod = rpyc
-        self._connect_subproc = connect_subproc
-        self._service = SlaveService
+        self._connect_pipes = connect_pipes
+        self._service = ClassicService  # what rpyc.classic.connect_subproc uses
 
     def version(self) -> str:
         return str(self.mod.__version__)
 
     def _connect(self) -> Any:
-        # what ``rpyc_classic --mode stdio`` runs, without its command-line framework
-        return self._connect_subproc([PYTHON, "-u", "-c", RPYC_SERVER], self._service)
+        # rpyc.utils.factory.connect_subproc with a session of its own; the far side is what
+        # ``rpyc_classic --mode stdio`` runs, without its command-line framework
+        popen = subprocess.Popen([PYTHON, "-u", "-c", RPYC_SERVER], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, start_new_session=OWN_SESSION)
+        conn = self._connect_pipes(popen.stdout, popen.stdin, self._service)
+        conn.proc = popen
+        return conn
 
     @staticmethod
     def _close(conn: Any) -> None:
@@ -442,7 +471,7 @@ class RawProcess:
 
     def __init__(self, mode: str) -> None:
         self.popen = subprocess.Popen([PYTHON, "-c", RAW_FAR, mode], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, bufsize=0)
+                                      stdout=subprocess.PIPE, bufsize=0, start_new_session=OWN_SESSION)
         assert self.popen.stdin is not None and self.popen.stdout is not None
         self.w = self.popen.stdin.fileno()
         self.r = self.popen.stdout.fileno()
@@ -464,9 +493,14 @@ class RawProcess:
             data += more
         return data[HEAD:]
 
-    def close(self) -> None:
-        assert self.popen.stdin is not None and self.popen.stdout is not None
+    def close_write(self) -> None:
+        """End of stream for the far side, which then exits."""
+        assert self.popen.stdin is not None
         self.popen.stdin.close()
+
+    def close(self) -> None:
+        assert self.popen.stdout is not None
+        self.close_write()
         self.popen.wait(SETUP_TIMEOUT)
         self.popen.stdout.close()
 
@@ -501,6 +535,8 @@ class Raw(System):
             os.write(far.w, frame(b"1"))
         answers = [far.read_message() for far in fars]
         for far in fars:
+            far.close_write()  # all at once: they end side by side
+        for far in fars:
             far.close()
         elapsed = perf_counter() - t0
         check(answers == [b"1"] * size, "echo answers")
@@ -520,6 +556,9 @@ class RawConnection(Connection):
     def __init__(self) -> None:
         self.echo = RawProcess("echo")
         self.sink = RawProcess("sink")
+        os.write(self.echo.w, frame(b"1"))
+        check(self.echo.read_message() == b"1", "echo")
+        check(self.sink.counts() == (0, 0), "sink")
 
     def roundtrip(self, n: int) -> float:
         message = frame((12345678).to_bytes(8, "big"))
@@ -578,12 +617,12 @@ class Bare(System):
 
     def start(self) -> dict[str, float]:
         t0 = perf_counter()
-        subprocess.run([PYTHON, "-c", "pass"], check=True)
+        subprocess.run([PYTHON, "-c", "pass"], check=True, start_new_session=OWN_SESSION)
         return {"total": perf_counter() - t0}
 
     def idle_rss(self) -> int:
         popen = subprocess.Popen([PYTHON, "-c", BARE_PROGRAM], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, bufsize=0)
+                                 stdout=subprocess.PIPE, bufsize=0, start_new_session=OWN_SESSION)
         assert popen.stdin is not None and popen.stdout is not None
         try:
             check(popen.stdout.read(1) == b"r", "bare python ready")

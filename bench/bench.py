@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _systems  # noqa: E402
 from _report import summary, workload_block, write_chart  # noqa: E402
 from _systems import ALL_SYSTEMS, Connection, System, Unavailable  # noqa: E402
 from _workloads import BY_KEY, WORKLOADS, Workload, calibrated_count, connection_sample, process_sample  # noqa: E402
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of: " + ", ".join(SHORT_NAMES))
     parser.add_argument("--workloads", metavar="LIST", default=",".join(w.key for w in WORKLOADS),
                         help="comma-separated subset of: " + ", ".join(w.key for w in WORKLOADS))
+    parser.add_argument("--as-shipped", action="store_true",
+                        help="start every far Python the way its system does (execwire alone gives it a "
+                             "session, hence a scheduler autogroup, of its own); default: all get one")
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 7
@@ -132,7 +136,7 @@ def run_workload(workload: Workload, systems: list[System], args: argparse.Names
             info[name]["samples"].append(values.pop("total"))
             for extra, value in values.items():
                 info[name]["extras"].setdefault(extra, []).append(value)
-    for name, entry in info.items():
+    for entry in info.values():
         if entry["samples"] and "error" not in entry:
             entry["median"] = statistics.median(entry["samples"])
         elif entry["samples"]:
@@ -170,12 +174,31 @@ def header(systems: list[System], args: argparse.Namespace) -> list[str]:
         f"Python {platform.python_version()} both ends, {os.cpu_count()} CPUs, load average {load}",
         f"versions: {versions}",
         "ratios compare medians from this one run; absolute times on a noisy machine are secondary",
+        session_note(args),
         "",
     ]
 
 
+def session_note(args: argparse.Namespace) -> str:
+    """Say how far processes were started: it decides their CPU share when others load the machine."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled", encoding="ascii") as flag:
+            autogroup = flag.read().strip() == "1"
+    except OSError:
+        autogroup = False
+    if args.as_shipped:
+        if autogroup:
+            return ("far processes started as each system does (--as-shipped); scheduler autogroups are on, so "
+                    "under other load execwire's far sides (own sessions) get more CPU than the others'")
+        return "far processes started as each system does (--as-shipped)"
+    if _systems.SETSID is None:
+        return "note: setsid(1) not found; execnet's and mitogen's far sides share the benchmark's session"
+    return "every far process runs in a session of its own (as execwire starts them), so all get equal CPU shares"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _systems.OWN_SESSION = not args.as_shipped
     wanted = [SHORT_NAMES[name] for name in args.systems.split(",")]
     systems = load_systems(wanted)
     for line in header(systems, args):

@@ -21,12 +21,13 @@ PACKAGE = Path(execwire.__file__).parent
 FAR_FILES = sorted((PACKAGE / "_far").glob("*.py"))
 
 # modules whose every public class and function is part of the public API
-FULLY_PUBLIC = ["execwire._far.errors", "execwire.multi", "execwire.group", "execwire.spec"]
+FULLY_PUBLIC = ["execwire._far.errors", "execwire.multi", "execwire.group"]
 # other modules: the names of theirs that the public API re-exports
 PARTLY_PUBLIC = {
     "execwire._far.channel": {"Channel"},
     "execwire._far.wire": {"DataFormatError", "DumpError", "LoadError", "dump", "dumps", "load", "loads"},
     "execwire.gateway": {"Gateway", "RInfo", "RemoteStatus"},
+    "execwire.spec": {"XSpec"},
 }
 # what the seed and execnet 2.x users name (DESIGN.md), as far as the core provides it
 CONTRACT = {"PopenGateway", "makegateway", "RemoteError", "XSpec", "MultiChannel", "Group", "default_group",

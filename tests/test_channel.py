@@ -98,7 +98,7 @@ def test_shipped_code_sees_channel_and_channelexec_name(gw):
 
 def test_every_serializer_type_survives_a_round_trip_through_the_far_side(gw):
     channel = gw.remote_exec(ECHO)
-    for sent, expected in ROUND_TRIP:
+    for sent, _ in ROUND_TRIP:
         channel.send(sent)
     for sent, expected in ROUND_TRIP:
         got = channel.receive(timeout=10)

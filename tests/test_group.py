@@ -176,7 +176,7 @@ def test_make_receive_queue_tells_where_each_item_came_from(three):
             ends += 1
         else:
             by_channel[id(channel)].append(item)
-    for channel, gateway in zip(multi, three):
+    for channel, gateway in zip(multi, three, strict=True):
         assert by_channel[id(channel)] == [(gateway.id, i) for i in range(3)]
     with pytest.raises(queue.Empty):
         received.get(timeout=0.1)

@@ -428,6 +428,21 @@ def test_main_thread_only_runs_shipped_code_in_the_main_thread(far, group):
     assert again.receive(timeout=T) == "MainThread"
 
 
+
+def test_main_thread_only_runs_one_exec_after_another(far, group):
+    """Waiting for a channel to close is enough before the next remote_exec; no retry needed."""
+    gateway = group.makegateway(spec_for(far, "execmodel=main_thread_only"))
+    refused = []
+    for round_number in range(30):
+        channel = gateway.remote_exec("channel.send(channel.receive() + 1)")
+        channel.send(round_number)
+        try:
+            assert channel.receive(timeout=T) == round_number + 1
+            channel.waitclose(T)
+        except execwire.RemoteError as exc:
+            refused.append((round_number, exc.formatted.strip().splitlines()[-1]))
+    assert not refused, f"{len(refused)} of 30 sequential remote_execs refused, first: {refused[0]}"
+
 # -- the far-side sources compile on every interpreter ---------------------------------------------------
 def test_far_side_sources_byte_compile(far, tmp_path):
     stage2 = tmp_path / "stage2.py"

@@ -5,6 +5,7 @@ Only re-exports live here; the implementation is in the private-looking modules.
 
 from ._far.channel import Channel
 from ._far.errors import (
+    AuthenticationError,
     ChannelClosedError,
     Error,
     GatewayLostError,
@@ -16,13 +17,14 @@ from ._far.errors import (
 )
 from ._far.wire import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
 from .gateway import Gateway, RemoteStatus, RInfo
-from .group import Group, PopenGateway, default_group, makegateway, set_execmodel
+from .group import Group, PopenGateway, SocketGateway, default_group, makegateway, set_execmodel
 from .multi import MultiChannel
 from .spec import XSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "Channel",
     "ChannelClosedError",
     "DataFormatError",
@@ -40,6 +42,7 @@ __all__ = [
     "RInfo",
     "RemoteError",
     "RemoteStatus",
+    "SocketGateway",
     "TimeoutError",
     "XSpec",
     "__version__",

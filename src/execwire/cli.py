@@ -65,6 +65,15 @@ exit status:
   When several apply, the highest of 4, 3, 1 wins.
 """
 
+INFO_EXIT_HELP = """\
+exit status:
+  0    every gateway answered
+  2    usage error or bad gateway spec (the message names the bad key)
+  3    a gateway could not start (its error is printed; the others are still shown)
+  4    --timeout passed before every gateway had started
+  130  interrupted by Ctrl-C (143: by SIGTERM); every gateway was terminated
+"""
+
 ENV_HELP = """\
 environment:
   EXECWIRE_DEBUG=1   trace every message of both sides to stderr
@@ -151,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info", parents=[common], formatter_class=raw, help="print facts about each gateway's interpreter",
-        description=INFO_DESCRIPTION, epilog=_epilog(INFO_EXAMPLES, spec_help, EXIT_HELP, ENV_HELP))
+        description=INFO_DESCRIPTION, epilog=_epilog(INFO_EXAMPLES, spec_help, INFO_EXIT_HELP, ENV_HELP))
     info.add_argument("--json", action="store_true", help="one JSON object per gateway and line")
     run.set_defaults(parser=run)
     info.set_defaults(parser=info)
@@ -269,6 +278,8 @@ class Console:
     def status(self, lines: list[str]) -> None:
         """Draw the status block anew with ``lines``."""
         with self._lock:
+            if lines == self._status and self._drawn:
+                return
             self._erase()
             self._status = lines
             self._draw()
@@ -448,12 +459,20 @@ class Session:
             self.console.end_status()
 
     def _status_lines(self) -> list[str]:
-        width = _terminal_width() - 1
+        width, height = _terminal_size()
+        width -= 1  # a line that fills the row would wrap and spoil the count of lines to redraw
+        states = [(target, target.state) for target in self.targets]
+        if len(states) > max(height - 2, 1):  # too many to redraw in place: one summary line
+            counts: dict[str, int] = {}
+            for _, state in states:
+                word = "up" if state == "closed" else state
+                counts[word] = counts.get(word, 0) + 1
+            summary = ", ".join(f"{count} {word}" for word, count in sorted(counts.items()))
+            return [f"gateways: {summary}"[:width]]
         id_width = max(len(target.id) for target in self.targets)
         spec_width = min(max(len(target.text) for target in self.targets), 32)
         lines = []
-        for target in self.targets:
-            state = target.state
+        for target, state in states:
             if state == "failed":
                 state = "failed: " + _short_reason(target)
             elif state == "closed":
@@ -513,17 +532,24 @@ def _short_reason(target: Target) -> str:
     return reason
 
 
-def _terminal_width() -> int:
+def _terminal_size() -> tuple[int, int]:
+    """Columns and rows of the terminal on stderr (a new pseudo-terminal may say 0: then guess)."""
     try:
-        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        columns, rows = os.get_terminal_size(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):
-        columns = 0
+        columns = rows = 0
     if columns <= 0:
-        try:
-            columns = int(os.environ.get("COLUMNS", "80"))
-        except ValueError:
-            columns = 80
-    return max(columns, 20)
+        columns = _int_env("COLUMNS", 80)
+    if rows <= 0:
+        rows = _int_env("LINES", 24)
+    return max(columns, 20), max(rows, 3)
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 # -- the commands ----------------------------------------------------------------

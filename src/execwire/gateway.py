@@ -222,15 +222,10 @@ class Gateway(BaseGateway):
             self._send(frames.EXEC, channel.id, request)
         except GatewayLostError:
             self._forget_channel(channel.id)
-            self._raise_if_down()
+            if not self._ready.is_set():  # died while starting: say why, not just "broken pipe"
+                self.wait_ready(self.startup_timeout)
             raise
         return channel
-
-    def _raise_if_down(self) -> None:
-        if self._start_error is not None:
-            raise self._start_error
-        if self._connection_error is not None and not self._ready.is_set():
-            self.wait_ready()
 
     def newchannel(self) -> Channel:
         if self._start_error is not None:

@@ -132,3 +132,38 @@ def set_execmodel(execmodel: str, remote_execmodel: str | None = None) -> None:
 def PopenGateway(python: str | None = None) -> Gateway:  # noqa: N802 - the seed's name
     """A local Python subprocess (``python`` names another interpreter)."""
     return makegateway("popen" + (f"//python={python}" if python else ""))
+
+
+class _SocketGatewayFactory:
+    """``SocketGateway(host, port)`` reaches a running ``python -m execwire.server``;
+    ``SocketGateway.new_remote(gw)`` first starts one inside gateway ``gw``."""
+
+    def __call__(self, host: str, port: int, token_file: str | None = None) -> Gateway:
+        """Connect to the server at ``host``:``port``; the token comes from ``token_file`` or $EXECWIRE_TOKEN."""
+        from .server import format_address  # not at import: `python -m execwire.server` must load it first
+
+        spec = f"socket={format_address(host, port)}"
+        if token_file is not None:
+            spec += f"//token_file={token_file}"
+        return makegateway(spec)
+
+    @staticmethod
+    def new_remote(gateway: Gateway, hostport: tuple[str, int] | None = None) -> Gateway:
+        """Start a server inside ``gateway`` on ``hostport`` (default 127.0.0.1, a free port) and connect to it.
+
+        The server gets a fresh random token and stops when the new gateway or
+        ``gateway`` ends. The new gateway joins ``gateway``'s group.
+        """
+        from .server import format_address
+
+        host, port = hostport if hostport is not None else ("127.0.0.1", 0)
+        group = gateway._group
+        if group is None or gateway not in group:
+            raise ValueError(f"gateway {gateway.id!r} is in no group (was it closed?); new_remote needs a live one")
+        return group.makegateway(f"socket={format_address(host, port)}//installvia={gateway.id}")
+
+    def __repr__(self) -> str:
+        return "<SocketGateway>"
+
+
+SocketGateway = _SocketGatewayFactory()  # noqa: N816 - the seed's name

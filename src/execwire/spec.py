@@ -28,6 +28,9 @@ VALUE_KEYS = {
     "token_file": True,
 }
 FLAG_KEYS = ("popen", "dont_write_bytecode")
+# command prefixes: they wrap the far Python's command line (see transports/prefix.py)
+PREFIX_KEYS = ("sudo", "docker", "podman", "kubectl", "exec")
+CONTAINER_KEYS = ("docker", "podman", "kubectl", "exec")
 KNOWN_KEYS = tuple(VALUE_KEYS) + FLAG_KEYS
 EXECMODELS = ("thread", "main_thread_only")
 
@@ -124,7 +127,7 @@ class XSpec:
         types = [name for name in GATEWAY_TYPES if getattr(self, name) is not None]
         if len(types) > 1:
             raise ValueError(f"gateway spec {spec!r} names several gateway types: {', '.join(types)}")
-        if not types and self.via is None:
+        if not types and self.via is None and not self.prefixes():
             raise ValueError(
                 f"gateway spec {spec!r} names no gateway type; start it with popen, ssh=HOST or socket=HOST:PORT")
         if self.nice is not None:
@@ -154,7 +157,7 @@ class XSpec:
 
     @property
     def type(self) -> str:
-        """The gateway type: 'popen', 'ssh' or 'socket' (a via-only spec means popen)."""
+        """The gateway type: 'popen', 'ssh' or 'socket' (a spec with only via or prefixes means popen)."""
         for name in GATEWAY_TYPES:
             if getattr(self, name) is not None:
                 return name
@@ -178,4 +181,18 @@ class XSpec:
         return self._spec == getattr(other, "_spec", None)
 
     def _samefilesystem(self) -> bool:
-        return self.popen is not None and self.chdir is None
+        return (self.popen is not None and self.chdir is None and self.via is None
+                and not any(key in CONTAINER_KEYS for key, _ in self.prefixes()))
+
+    def prefixes(self) -> list[tuple[str, str]]:
+        """The command prefixes (sudo, docker, podman, kubectl, exec) as (key, value), in spec order.
+
+        The first one written wraps all the others: ``sudo=root//docker=box``
+        runs ``sudo ... docker exec ...``.
+        """
+        found = []
+        for item in self._spec.split("//"):
+            key, _, value = item.partition("=")
+            if key in PREFIX_KEYS:
+                found.append((key, value))
+        return found

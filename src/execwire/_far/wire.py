@@ -108,7 +108,7 @@ def _long_blob(out, parts, data, op32):
     if n > BIG:
         parts.append(bytes(out))
         del out[:]
-        parts.append(bytes(data))  # no copy: the caller writes it out as is
+        parts.append(data)  # no copy: the caller writes it out as is
     else:
         out += data
 
@@ -137,14 +137,6 @@ def _enc_complex(x, out, parts):
     out += _pack_op_2f64(0x63, x.real, x.imag)
 
 
-def _enc_none(x, out, parts):
-    out += b"N"
-
-
-def _enc_bool(x, out, parts):
-    out += b"T" if x else b"F"
-
-
 def _enc_bytes(x, out, parts):
     _blob(out, parts, x, _BYTES8, 0x59)
 
@@ -162,12 +154,12 @@ def _enc_memoryview(x, out, parts):
     _blob(out, parts, x, _BYTES8, 0x59)  # arrives as bytes
 
 
-# exact type -> encoder function (str, int, float, None and bool are also
-# inlined in encode(); the demoted values of subclasses come through here)
+# exact type -> encoder function; encode() inlines None, bool and the common
+# cases of str, int and float, and the base-type values of subclasses (see
+# _demote) come through here too
 _SCALARS = {
-    str: _enc_str, int: _enc_int, float: _enc_float, type(None): _enc_none,
-    bool: _enc_bool, bytes: _enc_bytes, bytearray: _enc_bytearray,
-    memoryview: _enc_memoryview, complex: _enc_complex,
+    str: _enc_str, int: _enc_int, float: _enc_float, bytes: _enc_bytes,
+    bytearray: _enc_bytearray, memoryview: _enc_memoryview, complex: _enc_complex,
 }
 
 

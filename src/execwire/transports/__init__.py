@@ -15,12 +15,41 @@ from ..spec import XSpec
 
 if TYPE_CHECKING:
     from ..group import Group
+    from .prefix import Launch
 
 
 def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Transport, Process | None]:
     """Start the far interpreter that ``spec`` describes."""
-    if spec.via is not None or spec.type != "popen":
-        raise ValueError(f"gateway type in {str(spec)!r} is not available yet; use popen")
-    from .popen import start_popen
+    if spec.type == "socket" and spec.via is None:
+        from .socket import start_socket
 
-    return start_popen(spec, gateway_id, debug)
+        return start_socket(spec, gateway_id, debug, group)
+    if spec.type == "socket":
+        raise ValueError(f"gateway spec {str(spec)!r}: a socket gateway cannot go via another gateway; "
+                         "use socket=HOST:PORT//installvia=ID to start a server there and connect to it")
+    launch = _launch(spec, through_via=spec.via is not None)
+    if spec.via is not None and launch is not None:
+        from .via import start_via
+
+        return start_via(spec, gateway_id, debug, group, launch)
+    if launch is None:
+        from .popen import start_popen
+
+        return start_popen(spec, gateway_id, debug)
+    from .command import far_config, start_command
+
+    return start_command(launch.argv, far_config(spec, gateway_id, debug), launch.what, explain=launch.explain)
+
+
+def _launch(spec: XSpec, through_via: bool = False) -> Launch | None:
+    """The command line that starts the far Python; None for a plain local popen (popen.py)."""
+    if spec.type == "ssh":
+        from .ssh import ssh_launch
+
+        return ssh_launch(spec)
+    if spec.prefixes() or through_via:
+        from .prefix import command_launch
+
+        where = f"on the machine of gateway {spec.via!r}" if spec.via is not None else "on this machine"
+        return command_launch(spec, where)
+    return None

@@ -10,21 +10,23 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import bootstrap
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.io import PipeTransport
-from ..process import Process
+from ..process import Explain, Process, StderrCollector
 from ..spec import XSpec
 
 
-def python_argv(spec: XSpec, marshalled: bool = False) -> list[str]:
+def python_argv(spec: XSpec, marshalled: bool = False, default_python: str | None = None) -> list[str]:
     """The far interpreter's command: ``python=`` split like a shell would, plus stage 1.
 
     ``marshalled`` (only for this very interpreter) ships stage 2 precompiled.
+    Without ``python=``, ``default_python`` is used (e.g. "python3" on an ssh
+    host), or this interpreter.
     """
-    python = shlex.split(spec.python) if spec.python else [sys.executable]
+    python = shlex.split(spec.python) if spec.python else [default_python or sys.executable]
     if not python:
         raise ValueError(f"key 'python' names no command in gateway spec {str(spec)!r}")
     flags = ["-B"] if spec.dont_write_bytecode else []
@@ -54,27 +56,54 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
 
 
 def start_command(argv: Sequence[str], config: dict[str, object], what: str,
-                  marshalled: bool = False, env: dict[str, str] | None = None) -> tuple[PipeTransport, Process]:
+                  marshalled: bool = False, env: dict[str, str] | None = None,
+                  explain: Explain | None = None) -> tuple[PipeTransport, Process]:
     """Run ``argv`` with pipes on stdin/stdout and write the boot payload to it.
 
-    ``what`` names the command in errors (e.g. "python interpreter '/usr/bin/python9'").
+    ``what`` names the gateway in errors (e.g. "gateway 'gw0' (popen//python=python9)").
+    With ``explain`` (ssh, sudo, containers) the command's stderr is kept until
+    the far side answers, so that a failed start can say why (see process.py).
     """
     to_far_read, to_far_write = os.pipe()
     from_far_read, from_far_write = os.pipe()
+    err_read, err_write = os.pipe() if explain is not None else (None, None)
     try:
         popen = subprocess.Popen(
-            list(argv), stdin=to_far_read, stdout=from_far_write, stderr=None,
+            list(argv), stdin=to_far_read, stdout=from_far_write, stderr=err_write,
             close_fds=True, start_new_session=True, env=env,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        for fd in (to_far_read, to_far_write, from_far_read, from_far_write):
-            os.close(fd)
-        raise GatewayStartError(f"cannot start {what}: {exc.strerror}: {argv[0]!r}") from exc
+        for fd in (to_far_read, to_far_write, from_far_read, from_far_write, err_read, err_write):
+            if fd is not None:
+                os.close(fd)
+        raise GatewayStartError(f"{what}: cannot start {argv[0]!r}: {exc.strerror}") from exc
     os.close(to_far_read)
     os.close(from_far_write)
-    transport = PipeTransport(from_far_read, to_far_write)
+    collector = None
+    if err_read is not None and err_write is not None:
+        os.close(err_write)
+        collector = StderrCollector()
+        collector.read_from(err_read)
+        transport: PipeTransport = WatchedPipeTransport(from_far_read, to_far_write, collector.start_forwarding)
+    else:
+        transport = PipeTransport(from_far_read, to_far_write)
     try:
         transport.write_all([bootstrap.boot_bytes(config, marshalled)])
     except GatewayLostError:
         pass  # it died at once; the reader reports why
-    return transport, Process(popen)
+    return transport, Process(popen, collector, explain)
+
+
+class WatchedPipeTransport(PipeTransport):
+    """A pipe transport that reports the far side's first bytes (it has started) once."""
+
+    def __init__(self, read_fd: int, write_fd: int, on_first_bytes: Callable[[], None]) -> None:
+        super().__init__(read_fd, write_fd)
+        self._on_first_bytes: Callable[[], None] | None = on_first_bytes
+
+    def readinto(self, view: memoryview) -> int:
+        count: int = super().readinto(view)
+        if count and self._on_first_bytes is not None:
+            callback, self._on_first_bytes = self._on_first_bytes, None
+            callback()
+        return count

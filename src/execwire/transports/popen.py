@@ -15,5 +15,5 @@ def start_popen(spec: XSpec, gateway_id: str, debug: bool) -> tuple[PipeTranspor
     argv = python_argv(spec, marshalled)
     # env: is also applied by the far side itself; set at spawn it reaches start-up too (PYTHONPATH, ...)
     env = {**os.environ, **spec.env} if spec.env else None
-    return start_command(argv, far_config(spec, gateway_id, debug), f"python interpreter {argv[0]!r}",
+    return start_command(argv, far_config(spec, gateway_id, debug), f"gateway {gateway_id!r} ({spec})",
                          marshalled, env)

@@ -1,0 +1,377 @@
+"""socket: a far Python started for us by an execwire socket server (server.py), over TCP.
+
+Connecting and authenticating run in the gateway's reader thread, so makegateway
+returns at once as for every other transport; frames sent meanwhile wait in
+memory and go out right behind the boot payload. With ``installvia=ID`` the
+server is first started inside gateway ID, with a fresh random token, and lives
+as long as the gateway made through it (or gateway ID, if that ends first).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import bootstrap, server
+from .._far.channel import Channel
+from .._far.errors import (
+    AuthenticationError,
+    Error,
+    GatewayLostError,
+    GatewayStartError,
+    HostNotFound,
+    RemoteError,
+    TimeoutError,
+)
+from .._far.io import SocketTransport, Transport
+from ..spec import XSpec, parse_hostport
+from .command import far_config
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+    from ..group import Group
+
+WILDCARDS = ("", "0.0.0.0", "::")
+# opens the connection: (transport, deadline) -> (connected socket, "HOST:PORT", token)
+Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, bytes]]
+
+
+def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Transport, None]:
+    """A transport that connects, authenticates and boots in the reader thread."""
+    from ..gateway import Gateway
+
+    what = f"gateway {gateway_id!r} ({spec})"
+    timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
+    opener: Opener
+    if spec.installvia is not None:
+        if spec.installvia not in group:
+            raise GatewayStartError(
+                f"{what}: installvia={spec.installvia} names no gateway of this group; "
+                f"ids: {[gw.id for gw in group]}")
+        bind = parse_hostport(spec.socket) if isinstance(spec.socket, str) else ("127.0.0.1", 0)
+        opener = _installvia_opener(group[spec.installvia], bind, what)
+    else:
+        assert isinstance(spec.socket, str)  # XSpec checked it
+        host, port = parse_hostport(spec.socket)
+        token = read_token(spec, what)
+        opener = _direct_opener(host, port, token, what)
+    config = far_config(spec, gateway_id, debug)
+    return SocketClientTransport(opener, bootstrap.boot_bytes(config), timeout, what), None
+
+
+def read_token(spec: XSpec, what: str) -> bytes:
+    """The shared secret: the file named by ``token_file=``, else $EXECWIRE_TOKEN."""
+    if spec.token_file is not None:
+        path = Path(spec.token_file).expanduser()
+        try:
+            token = path.read_bytes().strip()
+        except OSError as exc:
+            raise GatewayStartError(f"{what}: cannot read token_file {str(path)!r}: {exc.strerror}") from exc
+        if not token:
+            raise GatewayStartError(f"{what}: token_file {str(path)!r} is empty; put the server's token in it")
+        return token
+    token = os.environ.get(server.TOKEN_ENV, "").strip().encode("utf-8")
+    if not token:
+        raise GatewayStartError(
+            f"{what}: no token to authenticate with; set {server.TOKEN_ENV} to the token the server was "
+            f"started with, or add //token_file=PATH to the spec")
+    return token
+
+
+class SocketClientTransport(SocketTransport):
+    """A SocketTransport whose connection is made by the first read (in the gateway's reader thread)."""
+
+    sock: socket.socket | None  # type: ignore[assignment]  # None until the far Python is reached
+
+    def __init__(self, opener: Opener, boot: bytes, timeout: float, what: str) -> None:
+        Transport.__init__(self)
+        self.sock = None
+        self.address: str | None = None
+        self._opener = opener
+        self._boot = boot
+        self._timeout = timeout
+        self._what = what
+        self._state = threading.Lock()
+        self._pending: list[bytes] | None = []  # frames sent before the connection is up
+        self._connecting: socket.socket | None = None
+        self._answer_deadline: float | None = None
+        self._on_close: list[Callable[[], None]] = []
+
+    # -- connecting (reader thread) -------------------------------------------
+    def readinto(self, view: memoryview) -> int:
+        if self.sock is None:
+            self._connect()
+        if self._answer_deadline is not None:
+            return self._read_first_answer(view)
+        return int(SocketTransport.readinto(self, view))
+
+    def _connect(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        sock: socket.socket | None = None
+        try:
+            sock, address, token = self._opener(self, deadline)
+            self.address = address
+            client_nonce, server_nonce = client_handshake(sock, token, deadline, f"{self._what}: {address}")
+            self._check_not_closed()
+            answer = server.proof(token, b"client", client_nonce, server_nonce)
+            stage1 = bootstrap.stage1().encode("utf-8")
+            with self._state:
+                _settimeout(sock, deadline)
+                sock.sendall(answer + server.LENGTH.pack(len(stage1)) + stage1 + self._boot
+                             + b"".join(self._pending or ()))
+                self._pending = None
+                self.sock = sock
+            read_verdict(sock, deadline, f"{self._what}: the server at {address}")
+        except socket.timeout:  # noqa: UP041 - the builtin TimeoutError is a different class before 3.10
+            raise GatewayStartError(f"{self._what}: no complete handshake with the socket server within "
+                                    f"{self._timeout:g} seconds; set //timeout=SECONDS to wait longer") from None
+        except OSError as exc:
+            if self.closed:
+                raise GatewayLostError(f"{self._what} was closed while connecting") from None
+            raise GatewayStartError(f"{self._what}: the connection to the socket server failed during the "
+                                    f"handshake: {exc}") from exc
+        finally:
+            self._connecting = None
+            with self._state:
+                if self.sock is None:
+                    self._pending = None  # later writes fail: the reader reports why
+                    if sock is not None:
+                        sock.close()
+        self._answer_deadline = deadline
+
+    def _read_first_answer(self, view: memoryview) -> int:
+        """The far Python's first bytes, within the start-up deadline."""
+        assert self.sock is not None and self._answer_deadline is not None
+        try:
+            _settimeout(self.sock, self._answer_deadline)
+            return self.sock.recv_into(view)
+        except socket.timeout:  # noqa: UP041
+            raise GatewayStartError(
+                f"{self._what}: the socket server accepted us, but its Python did not answer within "
+                f"{self._timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer") from None
+        except OSError as exc:
+            raise GatewayLostError(f"reading from the peer failed: {exc}") from exc
+        finally:
+            self._answer_deadline = None
+            try:
+                self.sock.settimeout(None)
+            except OSError:
+                pass  # closed meanwhile
+
+    def connecting(self, sock: socket.socket) -> None:
+        """Called by openers with the socket they are about to connect, so close() can abort it."""
+        self._connecting = sock
+        self._check_not_closed()
+
+    def _check_not_closed(self) -> None:
+        if self.closed:
+            raise GatewayLostError(f"{self._what} was closed while connecting")
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transport is closed (e.g. stop an installvia server)."""
+        self._on_close.append(callback)
+
+    # -- writing (any thread) ---------------------------------------------------
+    def writev(self, buffers: list[Any]) -> int:
+        with self._state:
+            pending = self._pending
+            if pending is not None:
+                pending.extend(bytes(buffer) for buffer in buffers)
+                return sum(memoryview(buffer).nbytes for buffer in buffers)
+        if self.sock is None:
+            raise GatewayLostError(f"{self._what}: not connected")
+        return int(SocketTransport.writev(self, buffers))
+
+    def write(self, data: bytes) -> int:
+        if self._pending is not None or self.sock is None:
+            return self.writev([data])
+        return int(SocketTransport.write(self, data))
+
+    def close_write(self) -> None:
+        with self._write_lock:
+            if self.closed:
+                return
+            self.closed = True
+            sock = self.sock or self._connecting
+            how = socket.SHUT_WR if self.sock is not None else socket.SHUT_RDWR  # abort a connect
+            if sock is not None:
+                try:
+                    sock.shutdown(how)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.close_write()
+        if self.sock is not None:
+            self.sock.close()
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
+
+
+def _settimeout(sock: socket.socket, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout()  # noqa: UP041
+    sock.settimeout(remaining)
+
+
+def connect(host: str, port: int, deadline: float, transport: SocketClientTransport, what: str) -> socket.socket:
+    """A TCP connection to ``host``:``port``; HostNotFound says why there is none."""
+    address = server.format_address(host, port)
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise HostNotFound(f"{what}: cannot resolve host {host!r}: {exc.strerror}; check socket=HOST:PORT") from exc
+    error: OSError | None = None
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            transport.connecting(sock)
+            _settimeout(sock, deadline)
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+            if transport.closed:
+                raise GatewayLostError(f"{what} was closed while connecting") from None
+    if isinstance(error, ConnectionRefusedError):
+        raise HostNotFound(
+            f"{what}: nothing listens at {address} (connection refused); start the server there with "
+            f"`python -m execwire.server --port {port}` or check the address") from error
+    if isinstance(error, socket.timeout):  # noqa: UP041
+        raise HostNotFound(f"{what}: cannot reach {address}: no answer before the start-up deadline "
+                           f"(a firewall, or the wrong address?)") from error
+    reason = error.strerror if error is not None and error.strerror else error
+    raise HostNotFound(f"{what}: cannot reach {address}: {reason}") from error
+
+
+def client_handshake(sock: socket.socket, token: bytes, deadline: float, who: str) -> tuple[bytes, bytes]:
+    """Send our hello and check the server's proof; return (client nonce, server nonce).
+
+    If the server's proof is wrong, ours is sent anyway so the server logs the
+    mismatch, and AuthenticationError is raised: we never send code to a server
+    that does not know the token.
+    """
+    client_nonce = os.urandom(server.NONCE_SIZE)
+    _settimeout(sock, deadline)
+    sock.sendall(server.MAGIC + bytes([server.VERSION]) + client_nonce)
+    head = _recv_exact(sock, len(server.MAGIC) + 2, deadline, who)
+    if head[:len(server.MAGIC)] != server.MAGIC:
+        raise GatewayStartError(f"{who} is not an execwire socket server: it answered {head!r}")
+    if head[-1] != server.OK:
+        raise GatewayStartError(f"{who} refused us: {_read_reason(sock, deadline, who)}")
+    server_nonce = _recv_exact(sock, server.NONCE_SIZE, deadline, who)
+    server_proof = _recv_exact(sock, server.PROOF_SIZE, deadline, who)
+    if not hmac.compare_digest(server_proof, server.proof(token, b"server", client_nonce, server_nonce)):
+        try:
+            sock.sendall(server.proof(token, b"client", client_nonce, server_nonce))
+            sock.settimeout(1.0)
+            sock.recv(1)
+        except OSError:
+            pass
+        sock.close()
+        raise AuthenticationError(
+            f"{who}: authentication failed: the server's token differs from ours; use the token the "
+            f"server was started with ({server.TOKEN_ENV} or //token_file=PATH)")
+    return client_nonce, server_nonce
+
+
+def read_verdict(sock: socket.socket, deadline: float, who: str) -> None:
+    """The server's last word: OK, or why it refused."""
+    status = _recv_exact(sock, 1, deadline, who)[0]
+    if status == server.OK:
+        return
+    reason = _read_reason(sock, deadline, who)
+    if reason.startswith("wrong token"):
+        raise AuthenticationError(f"{who} refused our token: {reason}")
+    raise GatewayStartError(f"{who} refused us: {reason}")
+
+
+def _read_reason(sock: socket.socket, deadline: float, who: str) -> str:
+    size = server.REASON_LENGTH.unpack(_recv_exact(sock, server.REASON_LENGTH.size, deadline, who))[0]
+    return _recv_exact(sock, size, deadline, who).decode("utf-8", "replace")
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float, who: str) -> bytes:
+    data = b""
+    while len(data) < size:
+        _settimeout(sock, deadline)
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise GatewayStartError(f"{who} closed the connection during the handshake "
+                                    f"(received {data!r}); the server's log says why")
+        data += chunk
+    return data
+
+
+# -- the two ways to open the connection ---------------------------------------------
+def _direct_opener(host: str, port: int, token: bytes, what: str) -> Opener:
+    def open_direct(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, bytes]:
+        if port == 0:
+            raise HostNotFound(f"{what}: port 0 is not a server's port; use the port it printed")
+        return connect(host, port, deadline, transport, what), server.format_address(host, port), token
+
+    return open_direct
+
+
+def _installvia_opener(host_gateway: Gateway, bind: tuple[str, int], what: str) -> Opener:
+    def open_via(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, bytes]:
+        token = secrets.token_hex(32)
+        channel, (bound_host, port) = install_server(host_gateway, bind, token, deadline, what)
+        transport.on_close(channel.close)
+        try:
+            host = reachable_host(bound_host, host_gateway)
+            return (connect(host, port, deadline, transport, what), server.format_address(host, port),
+                    token.encode("utf-8"))
+        except BaseException:
+            channel.close()
+            raise
+
+    return open_via
+
+
+def install_server(host_gateway: Gateway, bind: tuple[str, int], token: str, deadline: float,
+                   what: str) -> tuple[Channel, tuple[str, int]]:
+    """Start server.py inside ``host_gateway``; return its channel (close it to stop the server) and address."""
+    where = f"gateway {host_gateway.id!r}"
+    try:
+        channel = host_gateway.remote_exec(server)
+        channel.send({"host": bind[0], "port": bind[1], "token": token})
+        bound_host, port = channel.receive(timeout=max(deadline - time.monotonic(), 0.0))
+    except RemoteError as exc:
+        last = exc.formatted.strip().splitlines()[-1:]
+        raise GatewayStartError(f"{what}: cannot start a socket server on "
+                                f"{server.format_address(*bind)} inside {where}: {' '.join(last)}") from exc
+    except TimeoutError as exc:
+        raise GatewayStartError(f"{what}: the socket server inside {where} did not report its address "
+                                f"in time") from exc
+    except (Error, EOFError) as exc:
+        raise GatewayStartError(f"{what}: cannot start a socket server inside {where}: {exc}") from exc
+    return channel, (str(bound_host), int(port))
+
+
+def reachable_host(bound_host: str, host_gateway: Gateway) -> str:
+    """Where to connect to a server that ``host_gateway`` bound to ``bound_host``.
+
+    A wildcard address means "every interface": connect to the ssh host the
+    gateway runs on, else to loopback.
+    """
+    if bound_host not in WILDCARDS:
+        return bound_host
+    ssh = host_gateway.spec.ssh
+    if ssh:
+        words = [word for word in shlex.split(ssh) if not word.startswith("-")]
+        if words:
+            return words[-1].rpartition("@")[2]
+    return "::1" if bound_host == "::" else "127.0.0.1"

@@ -1,0 +1,206 @@
+"""via=ID: a gateway whose bytes travel through another gateway of the same group.
+
+The middle gateway runs the relay (relay.py, shipped with remote_exec): it
+starts the same command a direct gateway would (popen, ssh, prefixes) and
+carries its stdin and stdout as bytes items over one channel. Here that
+channel is wrapped in a Transport, so the new Gateway runs over it unchanged;
+via gateways nest to any depth. When the middle gateway ends, the relay
+channel ends and so does every gateway behind it (its waiters get
+GatewayLostError).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import bootstrap
+from .._far.channel import Channel
+from .._far.errors import Error, GatewayLostError, GatewayStartError, RemoteError
+from .._far.errors import TimeoutError as ExecwireTimeoutError
+from .._far.io import Transport
+from ..process import Process, StderrCollector
+from ..spec import XSpec
+from . import relay
+from .command import far_config
+from .prefix import Launch
+
+if TYPE_CHECKING:
+    from ..group import Group
+
+SIGTERM = 15
+SIGKILL = 9
+
+
+def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
+              launch: Launch) -> tuple[ChannelTransport, RelayProcess]:
+    """Start ``launch`` on the middle gateway ``spec.via`` and talk to it through a relay channel."""
+    via = str(spec.via)
+    if via not in group:
+        raise ValueError(f"via={via!r} in gateway spec {str(spec)!r} names no gateway of this group; "
+                         f"its gateways are {[gw.id for gw in group]}")
+    middle = group[via]
+    try:
+        channel = middle.remote_exec(relay)
+        channel.send({"argv": launch.argv, "self_python": launch.self_python})
+    except Error as exc:
+        raise GatewayStartError(f"gateway {gateway_id!r} ({spec}): cannot start it via gateway {via!r}, "
+                                f"which is not usable: {exc}") from exc
+    from ..gateway import Gateway
+
+    timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
+    collector = StderrCollector()
+    transport = ChannelTransport(channel, via, f"{launch.what} on gateway {via!r}", timeout, collector)
+    process = RelayProcess(transport, collector, launch)
+    try:
+        transport.write_all([bootstrap.boot_bytes(far_config(spec, gateway_id, debug))])
+    except GatewayLostError:
+        pass  # the reader reports why
+    return transport, process
+
+
+class ChannelTransport(Transport):  # type: ignore[misc]
+    """Frames carried as bytes items of a channel to a relay on another gateway."""
+
+    def __init__(self, channel: Channel, via: str, what: str, startup_timeout: float,
+                 stderr: StderrCollector) -> None:
+        super().__init__()
+        self.channel = channel
+        self.via = via
+        self.what = what
+        self.pid = -1
+        self.exit_code: int | None = None
+        self.ended = threading.Event()  # the relay reported the command's end, or the channel ended
+        self._stderr = stderr
+        self._pending = memoryview(b"")
+        self._deadline: float | None = time.monotonic() + startup_timeout
+        self._startup_timeout = startup_timeout
+
+    # -- reading (only the gateway's reader thread calls this) ---------------
+    def readinto(self, view: memoryview) -> int:
+        while not self._pending:
+            item = self._next_item()
+            if item is None:
+                return 0
+            if isinstance(item, bytes):
+                self._pending = memoryview(item)
+                if self._deadline is not None:
+                    self._deadline = None
+                    self._stderr.start_forwarding()
+            else:
+                self._control(item)
+                if self.ended.is_set():
+                    return 0
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def _next_item(self) -> Any:
+        timeout = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+        try:
+            return self.channel.receive(timeout)
+        except ExecwireTimeoutError:
+            self.signal(SIGKILL)
+            self._end()
+            raise GatewayStartError(
+                f"no answer from {self.what} within {self._startup_timeout:g} seconds; set "
+                "//timeout=SECONDS in the spec to wait longer") from None
+        except EOFError:
+            self._end()
+            if self.exit_code is None:
+                raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, "
+                                       "ended the relay") from None
+            return None
+        except (GatewayLostError, RemoteError) as exc:
+            self._end()
+            raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, went away: "
+                                   f"{exc}") from exc
+
+    def _control(self, item: Any) -> None:
+        kind = item[0]
+        if kind == "stderr":
+            self._stderr.feed(item[1])
+        elif kind == "pid":
+            self.pid = item[1]
+        elif kind == "exit":
+            self.exit_code = item[1]
+            self._end()
+        elif kind == "error":
+            self._end()
+            raise GatewayStartError(f"cannot start {self.what}: {item[1]}")
+
+    def _end(self) -> None:
+        self._stderr.finish()
+        self.ended.set()
+
+    # -- writing ---------------------------------------------------------------
+    def writev(self, buffers: list[Any]) -> int:
+        data = b"".join(buffers)
+        self._send(data)
+        return len(data)
+
+    def _send(self, item: object) -> None:
+        try:
+            self.channel.send(item)
+        except (OSError, Error) as exc:  # ChannelClosedError, GatewayLostError
+            raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, "
+                                   f"cannot carry more: {exc}") from exc
+
+    def signal(self, number: int) -> None:
+        """Send a signal to the command on the middle gateway (if it still runs)."""
+        if not self.ended.is_set():
+            try:
+                self._send(("signal", number))
+            except GatewayLostError:
+                pass
+
+    def close_write(self) -> None:
+        with self._write_lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    self._send(("eof",))
+                except GatewayLostError:
+                    pass
+
+    def close(self) -> None:
+        self.close_write()
+        self.channel.close()
+
+
+class RelayProcess(Process):
+    """The command on the middle gateway, stopped through the relay like a local process."""
+
+    def __init__(self, transport: ChannelTransport, stderr: StderrCollector, launch: Launch) -> None:
+        # no local popen: every method of Process that would use it is overridden here
+        self.transport = transport
+        self.stderr = stderr
+        self.explain = launch.explain
+
+    @property
+    def pid(self) -> int:
+        """The command's process id on the middle gateway's machine (-1 before it started)."""
+        return self.transport.pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (-1 if the middle gateway went away first), or None if still running."""
+        if not self.transport.ended.wait(timeout):
+            return None
+        return self.transport.exit_code if self.transport.exit_code is not None else -1
+
+    def kill(self) -> None:
+        self.transport.signal(SIGKILL)
+        self.wait(5.0)
+
+    def stop(self, timeout: float) -> int | None:
+        code = self.wait(max(timeout, 0.0))
+        if code is not None:
+            return code
+        self.transport.signal(SIGTERM)
+        code = self.wait(1.0)
+        if code is None:
+            self.kill()
+            code = self.wait(0)
+        return code
