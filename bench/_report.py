@@ -176,14 +176,22 @@ def write_chart(path: str, outcomes: list[Outcome]) -> str:
     colors = ["#2e8b57" if o.met else "#c0392b" for o in outcomes]
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(outcomes) + 1.5))
     positions = list(range(len(outcomes)))[::-1]
-    ax.barh(positions, scores, color=colors)
+    # bars grow from the target line: right (green) where met, left (red) where missed
+    ax.barh(positions, [score - 1.0 for score in scores], left=1.0, color=colors)
     ax.axvline(1.0, color="black", linewidth=1)
     for y, outcome in zip(positions, outcomes, strict=True):
-        ax.text(outcome.score, y, f"  {outcome.shown}", va="center", fontsize=9)
+        side = "left" if outcome.score >= 1 else "right"
+        pad = f"  {outcome.shown}" if side == "left" else f"{outcome.shown}  "
+        ax.text(outcome.score, y, pad, va="center", ha=side, fontsize=9)
     ax.set_yticks(positions)
     ax.set_yticklabels(labels, fontsize=9)
     ax.set_xscale("log")
-    ax.set_xlim(min(min(scores) * 0.7, 0.5), max(max(scores) * 2.0, 2.0))
+    low, high = min(min(scores) * 0.6, 0.5), max(max(scores) * 1.7, 2.0)
+    ax.set_xlim(low, high)
+    ticks = [t for t in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0) if low <= t <= high]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("measured / needed (log scale; right of the line = target met)")
     ax.set_title("execwire against the issue 5 targets (one run, medians of interleaved rounds)")
     fig.tight_layout()

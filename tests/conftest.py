@@ -69,10 +69,13 @@ def group() -> Iterator[execwire.Group]:
 def gw(group: execwire.Group) -> Iterator[execwire.Gateway]:
     """A fresh popen gateway in its own group, exited at teardown."""
     gateway = group.makegateway("popen")
+    pid = gateway._process.pid if gateway._process is not None else None
     try:
         yield gateway
     finally:
         gateway.exit()
+        if pid is not None:
+            assert wait_until(lambda: pid_gone(pid), 5), f"far process {pid} still running after exit()"
 
 
 @pytest.fixture

@@ -205,7 +205,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             continue
         counts = Counter(_outcomes.get(name, {}).values())
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no test selected"
-        label = "not run" if not counts else "too old, refused" if name in TOO_OLD else "ran"
+        label = "not run" if not counts else "too old" if name in TOO_OLD else "ran"
         write(f"{label:>16}: {present[name].describe()}: {summary}", red=bool(counts["failed"]))
     if missing():
         write(f"{'missing':>16}: {', '.join(missing())}", yellow=True)

@@ -220,7 +220,7 @@ def test_a_server_that_never_answers_times_out_and_exit_does_not_wait_for_it(gro
 
 # -- new_remote and installvia ---------------------------------------------------------------------------------
 def test_new_remote_starts_a_server_inside_a_gateway(group):
-    host = group.makegateway("popen//id=host")
+    host = group.makegateway("popen//id=host//execmodel=main_thread_only")
     gw = execwire.SocketGateway.new_remote(host, ("127.0.0.1", 0))
     assert gw in group
     assert gw.spec.installvia == "host"
@@ -230,6 +230,7 @@ def test_new_remote_starts_a_server_inside_a_gateway(group):
     hostname, _, port = address.rpartition(":")
     assert hostname == "127.0.0.1" and int(port) > 0
     assert connectable((hostname, int(port)))
+    assert host.remote_status().numexecuting == 0  # the server runs in threads of its own, not in an exec slot
     gw.exit()
     assert wait_until(lambda: not connectable((hostname, int(port))), 10)  # its server stopped with it
     assert host.remote_exec("channel.send('host still up')").receive(timeout=20) == "host still up"

@@ -17,7 +17,7 @@ from ._far.errors import (
 )
 from ._far.wire import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
 from .gateway import Gateway, RemoteStatus, RInfo
-from .group import Group, PopenGateway, SocketGateway, default_group, makegateway, set_execmodel
+from .group import Group, PopenGateway, SocketGateway, SshGateway, default_group, makegateway, set_execmodel
 from .multi import MultiChannel
 from .spec import XSpec
 
@@ -43,6 +43,7 @@ __all__ = [
     "RemoteError",
     "RemoteStatus",
     "SocketGateway",
+    "SshGateway",
     "TimeoutError",
     "XSpec",
     "__version__",

@@ -163,7 +163,9 @@ class Gateway(BaseGateway):
                 return explained
             detail = ""
             if self._process is not None:
-                code = self._process.wait(timeout=2.0)
+                code = self._process.wait(timeout=0.5)
+                if code is None:  # alive but talking nonsense: it is of no use
+                    self._process.kill()
                 detail = f" (exit code {code})" if code is not None else ""
             message = (f"gateway {self.id!r} ({self.spec}): the far Python ended before it answered"
                        f"{detail}: {cause or 'no output'}")

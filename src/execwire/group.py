@@ -134,6 +134,13 @@ def PopenGateway(python: str | None = None) -> Gateway:  # noqa: N802 - the seed
     return makegateway("popen" + (f"//python={python}" if python else ""))
 
 
+def SshGateway(host: str, python: str | None = None, ssh_config: str | None = None) -> Gateway:  # noqa: N802
+    """A Python on an ssh host (``host`` may carry ssh options: "-p 2222 user@host")."""
+    spec = f"ssh={host}" + (f"//python={python}" if python else "")
+    spec += f"//ssh_config={ssh_config}" if ssh_config else ""
+    return makegateway(spec)
+
+
 class _SocketGatewayFactory:
     """``SocketGateway(host, port)`` reaches a running ``python -m execwire.server``;
     ``SocketGateway.new_remote(gw)`` first starts one inside gateway ``gw``."""

@@ -27,6 +27,7 @@ class StderrCollector:
 
     def __init__(self) -> None:
         self._kept = bytearray()
+        self._since_forwarding = bytearray()
         self._forward = False
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -56,6 +57,9 @@ class StderrCollector:
             self._kept += data
             del self._kept[:-self.LIMIT]
             forward = self._forward
+            if forward:
+                self._since_forwarding += data
+                del self._since_forwarding[:-self.LIMIT]
         if forward:
             _write_stderr(data)
 
@@ -67,6 +71,13 @@ class StderrCollector:
         """The far side answered: from now on pass what arrives to our stderr."""
         with self._lock:
             self._forward = True
+
+    def said_since_forwarding(self, timeout: float = 0.5) -> str:
+        """The last lines passed on since start-up (why a launcher ended), after waiting for the end."""
+        self._done.wait(timeout)
+        with self._lock:
+            lines = self._since_forwarding.decode("utf-8", "replace").strip().splitlines()
+        return " / ".join(line.strip() for line in lines[-3:] if line.strip())
 
     def text(self, timeout: float = 1.0) -> str:
         """What was collected, after waiting up to ``timeout`` for the stream's end."""

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, List, Optional  # noqa: F401, UP035 - type comments, read by mypy, valid on 3.6
+from typing import Any, Callable, List, Optional  # noqa: F401, UP035 - type comments, read by mypy, valid on 3.6
 
 MAGIC = b"execwire"
 VERSION = 1
@@ -339,27 +339,32 @@ def main(argv=None):
 
 
 def serve_channel(channel):
-    # type: (object) -> None
-    """Run inside a gateway (SocketGateway.new_remote): settings come and the address goes back over
-    ``channel``; serve until the channel closes or that gateway ends."""
-    options = channel.receive()  # type: ignore[attr-defined]
+    # type: (Any) -> None
+    """Start serving inside a gateway (SocketGateway.new_remote) and return at once.
+
+    Settings arrive on ``channel``; back go the bound address and a control
+    channel: the server stops when the other side closes that channel, or when
+    this gateway ends. Returning at once keeps the gateway's exec slot free.
+    """
+    options = channel.receive()
     server = Server(options["host"], options["port"], options["token"].encode("utf-8"),
                     options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT), log_accepts=False)
+    control = channel.gateway.newchannel()
     stop = threading.Event()
 
     def watch():
         # type: () -> None
         try:
-            channel.waitclose()  # type: ignore[attr-defined]
+            control.waitclose()
         except Exception:
-            pass
+            pass  # closed because the link broke: stop all the same
         stop.set()
 
-    watcher = threading.Thread(target=watch, name="execwire-server-watch")
-    watcher.daemon = True
-    watcher.start()
-    channel.send((server.host, server.port))  # type: ignore[attr-defined]
-    server.serve(stop)
+    for thread in (threading.Thread(target=watch, name="execwire-server-watch"),
+                   threading.Thread(target=server.serve, args=(stop,), name="execwire-server")):
+        thread.daemon = True
+        thread.start()
+    channel.send((server.host, server.port, control))
 
 
 if __name__ == "__channelexec__":

@@ -14,7 +14,7 @@ import threading
 
 from . import frames, wire
 from .errors import GatewayLostError
-from .gateway import FarGateway, Tracer
+from .gateway import FarGateway, Tracer, rinfo
 from .io import PipeTransport, SocketTransport
 
 
@@ -48,11 +48,14 @@ def serve(transport, redirect_output):
     except ValueError as exc:
         _fail(transport, str(exc))
     gateway = FarGateway(transport, config.get("id"), trace, config.get("execmodel", "thread"))
+    original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
     forwarder = OutputForwarder(transport) if redirect_output else None
-    transport.send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
-    trace("serving, config:", config)
     try:
+        transport.send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+        trace("serving, config:", config)
         gateway.serve()
+    except BaseException:
+        _report_crash(original_stderr)
     finally:
         if forwarder is not None:
             forwarder.finish()
@@ -89,16 +92,14 @@ def _change_directory(path):
     os.chdir(path)
 
 
-def rinfo():
-    """What execwire tells the controller about this interpreter."""
-    return {
-        "executable": sys.executable,
-        "version_info": tuple(sys.version_info),
-        "platform": sys.platform,
-        "implementation": sys.implementation.name,
-        "cwd": os.getcwd(),
-        "pid": os.getpid(),
-    }
+def _report_crash(fd):
+    import traceback
+
+    text = "execwire far side failed:\n" + traceback.format_exc()
+    try:
+        os.write(fd, text.encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
 
 
 def _fail(transport, message):

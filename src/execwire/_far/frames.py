@@ -47,11 +47,11 @@ def header(msgtype, channel_id, length):
     return HEADER.pack(MAGIC, msgtype, channel_id, length)
 
 
-def parse_header(buf, pos):
-    """Return (type, channel id, payload length) of the header at ``buf[pos:]``."""
+def parse_header(buf, pos, end):
+    """Return (type, channel id, payload length) of the header at ``buf[pos:end]``."""
     magic, msgtype, channel_id, length = HEADER.unpack_from(buf, pos)
     if magic != MAGIC or msgtype not in NAMES:
-        raise garbage_error(bytes(buf[pos:pos + 256]))
+        raise garbage_error(bytes(buf[pos:min(end, pos + 256)]))
     if length > MAX_PAYLOAD:
         raise ProtocolError(
             "frame claims %d bytes of payload, more than the limit of %d; "

@@ -302,6 +302,7 @@ class FarGateway(BaseGateway):
     def _execute(self, channel, source, filename, funcname, kwargs):
         """Run shipped code with ``channel`` in its namespace; close the channel after."""
         self._trace("exec on channel", channel.id, filename)
+        error = None
         try:
             namespace = {"channel": channel, "__name__": "__channelexec__"}
             code = self._compile(source, filename)
@@ -312,31 +313,42 @@ class FarGateway(BaseGateway):
             exc_info = sys.exc_info()
             with _traceback_lock:  # shipped sources share a file name: format one at a time
                 _remember_source(filename, source)
-                text = format_exception(exc_info, skip_frames=1)
+                error = format_exception(exc_info, skip_frames=1)
                 _forget_source(filename)
             self._trace("exec on channel", channel.id, "raised", exc_info[1].__class__.__name__)
-            if channel.isclosed():
-                sys.stderr.write(text)  # nobody left to receive it
-            else:
-                channel.close(error=text)
             if isinstance(exc_info[1], KeyboardInterrupt):
                 os._exit(1)
+        # no longer running before the close is seen, so the next remote_exec finds us idle
+        with self._running_lock:
+            self._running -= 1
+        if error is not None and channel.isclosed():
+            sys.stderr.write(error)  # nobody left to receive it
         else:
-            channel.close()
-        finally:
-            with self._running_lock:
-                self._running -= 1
+            channel.close(error=error)
 
     def _send_status(self, channel_id):
         with self._running_lock:
             running = self._running
         status = {
+            "rinfo": rinfo(),
             "numexecuting": running,
             "numchannels": len(self._channels),
             "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
         }
         self._send_item(channel_id, status)
         self._send(frames.CLOSE, channel_id)
+
+
+def rinfo():
+    """What execwire tells the controller about this interpreter."""
+    return {
+        "executable": sys.executable,
+        "version_info": tuple(sys.version_info),
+        "platform": sys.platform,
+        "implementation": sys.implementation.name,
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
 
 
 MAX_IDLE_WORKERS = 16

@@ -16,6 +16,7 @@ from .errors import GatewayLostError, ProtocolError
 
 BUFFER_SIZE = 256 * 1024
 _pack_header = frames.HEADER.pack
+_writev = getattr(os, "writev", None)
 
 
 class Transport(object):
@@ -47,7 +48,7 @@ class Transport(object):
         start = end = 0
         while True:
             while end - start >= hsize:
-                msgtype, channel_id, length = parse(buf, start)
+                msgtype, channel_id, length = parse(buf, start, end)
                 frame_end = start + hsize + length
                 if frame_end <= end:
                     yield msgtype, channel_id, view[start + hsize:frame_end]
@@ -150,7 +151,9 @@ class PipeTransport(Transport):
 
     def writev(self, buffers):
         try:
-            return os.writev(self.write_fd, buffers[:512])
+            if _writev is None:  # PyPy has no os.writev: one buffer per call
+                return os.write(self.write_fd, buffers[0])
+            return _writev(self.write_fd, buffers[:512])
         except OSError as exc:
             raise GatewayLostError("writing to the peer failed: %s" % exc)
 

@@ -38,7 +38,8 @@ def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Tran
         return start_popen(spec, gateway_id, debug)
     from .command import far_config, start_command
 
-    return start_command(launch.argv, far_config(spec, gateway_id, debug), launch.what, explain=launch.explain)
+    return start_command(launch.argv, far_config(spec, gateway_id, debug), f"gateway {gateway_id!r} ({spec})",
+                         explain=launch.explain)
 
 
 def _launch(spec: XSpec, through_via: bool = False) -> Launch | None:

@@ -10,7 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .. import bootstrap
 from .._far.errors import GatewayLostError, GatewayStartError
@@ -84,7 +84,7 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
         os.close(err_write)
         collector = StderrCollector()
         collector.read_from(err_read)
-        transport: PipeTransport = WatchedPipeTransport(from_far_read, to_far_write, collector.start_forwarding)
+        transport: PipeTransport = WatchedPipeTransport(from_far_read, to_far_write, collector, popen, what)
     else:
         transport = PipeTransport(from_far_read, to_far_write)
     try:
@@ -95,15 +95,37 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
 
 
 class WatchedPipeTransport(PipeTransport):
-    """A pipe transport that reports the far side's first bytes (it has started) once."""
+    """The pipes of a launcher (ssh, sudo, ...) whose stderr is collected.
 
-    def __init__(self, read_fd: int, write_fd: int, on_first_bytes: Callable[[], None]) -> None:
+    The far side's first bytes start the forwarding of that stderr; at the end
+    of the stream, a launcher that failed after start-up (ssh: "Timeout, server
+    not responding") turns into a GatewayLostError that quotes it.
+    """
+
+    def __init__(self, read_fd: int, write_fd: int, stderr: StderrCollector,
+                 popen: subprocess.Popen[bytes], what: str) -> None:
         super().__init__(read_fd, write_fd)
-        self._on_first_bytes: Callable[[], None] | None = on_first_bytes
+        self._stderr = stderr
+        self._popen = popen
+        self._what = what
+        self._started = False
 
     def readinto(self, view: memoryview) -> int:
         count: int = super().readinto(view)
-        if count and self._on_first_bytes is not None:
-            callback, self._on_first_bytes = self._on_first_bytes, None
-            callback()
+        if count and not self._started:
+            self._started = True
+            self._stderr.start_forwarding()
+        elif not count and self._started:
+            reason = self._failure()
+            if reason:
+                raise GatewayLostError(reason)
         return count
+
+    def _failure(self) -> str | None:
+        try:
+            code = self._popen.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return None
+        said = self._stderr.said_since_forwarding(0.5) if code else ""
+        command = self._popen.args[0] if isinstance(self._popen.args, list) else self._popen.args
+        return f"{self._what}: {command!r} ended with exit code {code}: {said}" if said else None

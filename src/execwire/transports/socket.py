@@ -328,14 +328,14 @@ def _direct_opener(host: str, port: int, token: bytes, what: str) -> Opener:
 def _installvia_opener(host_gateway: Gateway, bind: tuple[str, int], what: str) -> Opener:
     def open_via(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, bytes]:
         token = secrets.token_hex(32)
-        channel, (bound_host, port) = install_server(host_gateway, bind, token, deadline, what)
-        transport.on_close(channel.close)
+        control, (bound_host, port) = install_server(host_gateway, bind, token, deadline, what)
+        transport.on_close(control.close)
         try:
             host = reachable_host(bound_host, host_gateway)
             return (connect(host, port, deadline, transport, what), server.format_address(host, port),
                     token.encode("utf-8"))
         except BaseException:
-            channel.close()
+            control.close()
             raise
 
     return open_via
@@ -343,12 +343,13 @@ def _installvia_opener(host_gateway: Gateway, bind: tuple[str, int], what: str) 
 
 def install_server(host_gateway: Gateway, bind: tuple[str, int], token: str, deadline: float,
                    what: str) -> tuple[Channel, tuple[str, int]]:
-    """Start server.py inside ``host_gateway``; return its channel (close it to stop the server) and address."""
+    """Start server.py inside ``host_gateway``; return its control channel (close it to stop the server)
+    and its address."""
     where = f"gateway {host_gateway.id!r}"
     try:
         channel = host_gateway.remote_exec(server)
         channel.send({"host": bind[0], "port": bind[1], "token": token})
-        bound_host, port = channel.receive(timeout=max(deadline - time.monotonic(), 0.0))
+        bound_host, port, control = channel.receive(timeout=max(deadline - time.monotonic(), 0.0))
     except RemoteError as exc:
         last = exc.formatted.strip().splitlines()[-1:]
         raise GatewayStartError(f"{what}: cannot start a socket server on "
@@ -358,7 +359,7 @@ def install_server(host_gateway: Gateway, bind: tuple[str, int], token: str, dea
                                 f"in time") from exc
     except (Error, EOFError) as exc:
         raise GatewayStartError(f"{what}: cannot start a socket server inside {where}: {exc}") from exc
-    return channel, (str(bound_host), int(port))
+    return control, (str(bound_host), int(port))
 
 
 def reachable_host(bound_host: str, host_gateway: Gateway) -> str:

@@ -51,7 +51,8 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
 
     timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
     collector = StderrCollector()
-    transport = ChannelTransport(channel, via, f"{launch.what} on gateway {via!r}", timeout, collector)
+    transport = ChannelTransport(channel, via, f"gateway {gateway_id!r} ({spec})",
+                                 f"{launch.what} on gateway {via!r}", timeout, collector)
     process = RelayProcess(transport, collector, launch)
     try:
         transport.write_all([bootstrap.boot_bytes(far_config(spec, gateway_id, debug))])
@@ -63,12 +64,13 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
 class ChannelTransport(Transport):  # type: ignore[misc]
     """Frames carried as bytes items of a channel to a relay on another gateway."""
 
-    def __init__(self, channel: Channel, via: str, what: str, startup_timeout: float,
+    def __init__(self, channel: Channel, via: str, gateway: str, what: str, startup_timeout: float,
                  stderr: StderrCollector) -> None:
         super().__init__()
         self.channel = channel
         self.via = via
-        self.what = what
+        self.gateway = gateway  # names the gateway in errors
+        self.what = what  # names the command in errors
         self.pid = -1
         self.exit_code: int | None = None
         self.ended = threading.Event()  # the relay reported the command's end, or the channel ended
@@ -105,17 +107,17 @@ class ChannelTransport(Transport):  # type: ignore[misc]
             self.signal(SIGKILL)
             self._end()
             raise GatewayStartError(
-                f"no answer from {self.what} within {self._startup_timeout:g} seconds; set "
+                f"{self.gateway}: no answer from {self.what} within {self._startup_timeout:g} seconds; set "
                 "//timeout=SECONDS in the spec to wait longer") from None
         except EOFError:
             self._end()
             if self.exit_code is None:
-                raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, "
-                                       "ended the relay") from None
+                raise GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, "
+                                       "was closed") from None
             return None
         except (GatewayLostError, RemoteError) as exc:
             self._end()
-            raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, went away: "
+            raise GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, went away: "
                                    f"{exc}") from exc
 
     def _control(self, item: Any) -> None:
@@ -127,9 +129,12 @@ class ChannelTransport(Transport):  # type: ignore[misc]
         elif kind == "exit":
             self.exit_code = item[1]
             self._end()
+            said = self._stderr.said_since_forwarding(0) if self.exit_code else ""
+            if said:  # it failed after start-up (ssh: "Timeout, server not responding")
+                raise GatewayLostError(f"{self.gateway}: {self.what} ended with exit code {self.exit_code}: {said}")
         elif kind == "error":
             self._end()
-            raise GatewayStartError(f"cannot start {self.what}: {item[1]}")
+            raise GatewayStartError(f"{self.gateway}: cannot start {self.what}: {item[1]}")
 
     def _end(self) -> None:
         self._stderr.finish()
@@ -145,7 +150,7 @@ class ChannelTransport(Transport):  # type: ignore[misc]
         try:
             self.channel.send(item)
         except (OSError, Error) as exc:  # ChannelClosedError, GatewayLostError
-            raise GatewayLostError(f"gateway {self.via!r}, which this gateway runs through, "
+            raise GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, "
                                    f"cannot carry more: {exc}") from exc
 
     def signal(self, number: int) -> None:
