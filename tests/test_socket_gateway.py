@@ -183,6 +183,11 @@ def test_no_token_anywhere_fails_at_once(group, server, monkeypatch, tmp_path):
         group.makegateway(f"socket={server.spec_address}//token_file={tmp_path / 'missing'}")
 
 
+def test_the_python_key_is_refused_because_the_server_picks_the_interpreter(group, server, token_file):
+    with pytest.raises(ValueError, match="key 'python' does not apply to a socket gateway"):
+        group.makegateway(socket_spec(server, token_file, "//python=python3"))
+
+
 def test_a_peer_that_is_not_an_execwire_server(group, token_file):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

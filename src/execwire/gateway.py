@@ -275,6 +275,7 @@ class Gateway(BaseGateway):
             self._send(frames.TERMINATE, 0)
         except GatewayLostError:
             pass
+        self._transport.flush(final=True)
         self._transport.close_write()
         if self._process is not None:
             self._process.stop(timeout)

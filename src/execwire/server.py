@@ -104,14 +104,15 @@ class Server(object):
     """Accepts clients, checks their proof, and starts a far Python for each good one."""
 
     def __init__(self, host, port, token, handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
-                 max_handshakes=DEFAULT_MAX_HANDSHAKES, log=None, log_accepts=True):
-        # type: (str, int, bytes, float, int, Optional[Callable[[str], None]], bool) -> None
+                 max_handshakes=DEFAULT_MAX_HANDSHAKES, log=None, log_accepts=True, child_stderr=None):
+        # type: (str, int, bytes, float, int, Optional[Callable[[str], None]], bool, Optional[int]) -> None
         if not token:
             raise ValueError("the token is empty; " + HOW_TO_MAKE_A_TOKEN)
         self.token = token
         self.handshake_timeout = handshake_timeout
         self.log = log or _log_to_stderr
         self.log_accepts = log_accepts
+        self.child_stderr = child_stderr  # None: the far Pythons write to our stderr
         self.max_handshakes = max_handshakes
         self._handshake_slots = threading.BoundedSemaphore(max_handshakes)
         self.sock = bind(host, port)
@@ -178,6 +179,10 @@ class Server(object):
                 self.log("%s: refused: connection failed during the handshake: %s" % (peer, exc))
                 conn.close()
                 return
+            except Exception as exc:  # a bug here must not stop the server
+                self.log("%s: refused: server error during the handshake: %r" % (peer, exc))
+                conn.close()
+                return
             try:
                 popen = self.start_python(conn, stage1)
             except OSError as exc:
@@ -231,7 +236,7 @@ class Server(object):
         """Run ``program`` in a new Python whose stdin and stdout are the connection."""
         conn.settimeout(None)  # blocking again: the far Python shares this descriptor's flags
         return subprocess.Popen([sys.executable, "-c", program], stdin=conn.fileno(), stdout=conn.fileno(),
-                                close_fds=True, start_new_session=True)
+                                stderr=self.child_stderr, close_fds=True, start_new_session=True)
 
 
 def _check_magic(received):
@@ -348,7 +353,9 @@ def serve_channel(channel):
     """
     options = channel.receive()
     server = Server(options["host"], options["port"], options["token"].encode("utf-8"),
-                    options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT), log_accepts=False)
+                    options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT), log_accepts=False,
+                    # not our stderr: that is this gateway's output pipe, which must close when it ends
+                    child_stderr=subprocess.DEVNULL)
     control = channel.gateway.newchannel()
     stop = threading.Event()
 

@@ -59,6 +59,7 @@ def serve(transport, redirect_output):
     finally:
         if forwarder is not None:
             forwarder.finish()
+        transport.flush(final=True)
         transport.close()
         os._exit(0)
 

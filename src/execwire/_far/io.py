@@ -6,10 +6,17 @@ Reading fills one reused buffer with readinto and parses every complete frame in
 it before the next system call; a payload larger than the buffer is read straight
 into a buffer of its own. Writing sends header and payload parts in one gathered
 write, so large payloads are never copied.
+
+Small frames sent in a burst (again within BURST_GAP seconds, with nothing read
+in between) are coalesced: they queue up while a flusher thread writes the
+previous batch, so a thousand small sends cost a few system calls. A frame sent
+after a pause or in reply to one just read is written at once, so round trips
+pay nothing for this. ``flush()`` writes what is queued (call it before closing).
 """
 
 import os
 import threading
+import time
 
 from . import frames
 from .errors import GatewayLostError, ProtocolError
@@ -17,6 +24,11 @@ from .errors import GatewayLostError, ProtocolError
 BUFFER_SIZE = 256 * 1024
 _pack_header = frames.HEADER.pack
 _writev = getattr(os, "writev", None)
+BURST_GAP = 0.0002
+try:
+    _clock = time.perf_counter
+except AttributeError:  # pragma: no cover
+    _clock = time.time
 
 
 class Transport(object):
@@ -26,6 +38,15 @@ class Transport(object):
         self._write_lock = threading.Lock()
         self._frames = None
         self.closed = False
+        self.frames_read = 0
+        self._last_write = 0.0
+        self._frames_read_at_write = -1
+        self._batch = []  # coalesced small frames the flusher will write
+        self._flushing = False  # the flusher owns the write side
+        self._flush_wakeup = None  # lock released to wake the flusher
+        self._flush_done = threading.Condition(self._write_lock)
+        self._flush_error = None
+        self._flush_stop = False
 
     # -- reading ------------------------------------------------------------
     def frames(self):
@@ -41,28 +62,36 @@ class Transport(object):
 
     def _read_frames(self):
         readinto = self.readinto
-        parse = frames.parse_header
+        unpack = frames.HEADER.unpack_from
+        magic_expected = frames.MAGIC
+        known_types = frames.NAMES
+        max_payload = frames.MAX_PAYLOAD
         hsize = frames.HEADER_SIZE
         buf = bytearray(BUFFER_SIZE)
         view = memoryview(buf)
         start = end = 0
         while True:
             while end - start >= hsize:
-                msgtype, channel_id, length = parse(buf, start, end)
+                magic, msgtype, channel_id, length = unpack(buf, start)
+                if magic != magic_expected or msgtype not in known_types or length > max_payload:
+                    frames.parse_header(buf, start, end)  # raises the error that says what is wrong
                 frame_end = start + hsize + length
                 if frame_end <= end:
+                    self.frames_read += 1
                     yield msgtype, channel_id, view[start + hsize:frame_end]
                     start = frame_end
                     continue
                 if hsize + length > BUFFER_SIZE:
                     payload = self._read_large(view[start + hsize:end], length)
                     start = end = 0
+                    self.frames_read += 1
                     yield msgtype, channel_id, payload
                     continue
                 break
             if start == end:
                 start = end = 0
             elif BUFFER_SIZE - start < BUFFER_SIZE // 2 or BUFFER_SIZE - end < hsize:
+                # move the partial frame to the front so the rest of it fits
                 pending = end - start
                 buf[0:pending] = buf[start:end]
                 start, end = 0, pending
@@ -103,21 +132,78 @@ class Transport(object):
             with self._write_lock:
                 if self.closed:
                     raise GatewayLostError("connection already closed")
+                if self._flush_error is not None:
+                    raise self._flush_error
+                now = _clock()
+                if self._flushing or (now - self._last_write < BURST_GAP
+                                      and self.frames_read == self._frames_read_at_write):
+                    self._batch.append(frame)
+                    self._last_write = now
+                    if not self._flushing:
+                        self._start_flush()
+                    return
+                self._last_write = now
+                self._frames_read_at_write = self.frames_read
                 written = self.write(frame)
                 if written != len(frame):
                     self.write_all([memoryview(frame)[written:]])
             return
         with self._write_lock:
+            while self._flushing:  # large parts are not copied: write them ourselves, in order
+                self._flush_done.wait()
             if self.closed:
                 raise GatewayLostError("connection already closed")
             self.write_all([head] + list(parts))
+            self._last_write = _clock()
+
+    # -- coalescing ---------------------------------------------------------
+    def _start_flush(self):
+        """Hand the batch to the flusher thread (called holding the write lock)."""
+        self._flushing = True
+        if self._flush_wakeup is None:
+            self._flush_wakeup = threading.Lock()
+            self._flush_wakeup.acquire()
+            thread = threading.Thread(target=self._flusher, name="execwire-flush")
+            thread.daemon = True
+            thread.start()
+        self._flush_wakeup.release()
+
+    def _flusher(self):
+        wakeup = self._flush_wakeup
+        while True:
+            wakeup.acquire()
+            while True:
+                with self._write_lock:
+                    batch = self._batch
+                    self._batch = []
+                    if not batch or self._flush_error is not None:
+                        self._flushing = False
+                        self._flush_done.notify_all()
+                        if self._flush_stop:
+                            return
+                        break
+                try:
+                    self.write_all([b"".join(batch)])  # small frames: one copy, one system call
+                except GatewayLostError as exc:
+                    with self._write_lock:
+                        self._flush_error = exc
+
+    def flush(self, final=False):
+        """Wait until every coalesced frame is written; ``final`` also ends the flusher."""
+        with self._write_lock:
+            while self._flushing:
+                self._flush_done.wait()
+            if final and not self._flush_stop:
+                self._flush_stop = True
+                if self._flush_wakeup is not None:
+                    self._flush_wakeup.release()
 
     def write(self, data):
         """Write what the system takes of ``data`` in one call; return how much."""
         return self.writev([data])
 
     def write_all(self, buffers):
-        """Write every buffer, resuming after partial writes."""
+        """Write every buffer (a short list), resuming after partial writes."""
         while buffers:
             written = self.writev(buffers)
             while buffers and written:
@@ -125,7 +211,7 @@ class Transport(object):
                 size = len(first) if not isinstance(first, memoryview) else first.nbytes
                 if written >= size:
                     written -= size
-                    buffers.pop(0)
+                    del buffers[0]
                 else:
                     buffers[0] = memoryview(first).cast("B")[written:]
                     written = 0

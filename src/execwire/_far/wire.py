@@ -356,6 +356,8 @@ def _as_bytes_like(buf):
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     view = memoryview(buf)
+    if view.nbytes < 4096 and view.c_contiguous:
+        return view.tobytes()  # indexing bytes is faster than a view; small copies are cheap
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
     elif view.ndim != 1 or view.format != "B":

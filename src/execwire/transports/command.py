@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import bootstrap
+from .._far import frames
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.io import PipeTransport
 from ..process import Explain, Process, StderrCollector
@@ -109,23 +110,29 @@ class WatchedPipeTransport(PipeTransport):
         self._popen = popen
         self._what = what
         self._started = False
+        self._speaks_protocol = False
 
     def readinto(self, view: memoryview) -> int:
         count: int = super().readinto(view)
         if count and not self._started:
             self._started = True
+            self._speaks_protocol = bytes(view[:min(count, 2)]) == frames.MAGIC[:min(count, 2)]
             self._stderr.start_forwarding()
-        elif not count and self._started:
+        elif not count and self._speaks_protocol:
             reason = self._failure()
             if reason:
                 raise GatewayLostError(reason)
         return count
 
     def _failure(self) -> str | None:
+        """Why the launcher ended after start-up, if it failed (garbage and start-up failures are
+        left to the frame reader and to Process.explain_start_failure)."""
         try:
             code = self._popen.wait(1.0)
         except subprocess.TimeoutExpired:
             return None
-        said = self._stderr.said_since_forwarding(0.5) if code else ""
+        if not code:
+            return None
+        said = self._stderr.said_since_forwarding(0.5)
         command = self._popen.args[0] if isinstance(self._popen.args, list) else self._popen.args
-        return f"{self._what}: {command!r} ended with exit code {code}: {said}" if said else None
+        return f"{self._what}: {command!r} ended with exit code {code}" + (f": {said}" if said else "")

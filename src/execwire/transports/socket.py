@@ -49,6 +49,9 @@ def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tup
     from ..gateway import Gateway
 
     what = f"gateway {gateway_id!r} ({spec})"
+    if spec.python is not None:
+        raise ValueError(f"key 'python' does not apply to a socket gateway ({spec}): the server starts its own "
+                         f"Python; run the server with the interpreter you want")
     timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
     opener: Opener
     if spec.installvia is not None:

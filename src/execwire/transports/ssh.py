@@ -109,8 +109,12 @@ class SshFailure:
                 f"{prefix}: cannot reach host {host!r}: the connection was refused (no ssh server on that "
                 f"address and port); check the host and the port (-p or Port in your ssh config) "
                 f"(ssh said: {said})")
-        said = _find(lines, "connection timed out", "operation timed out", "no route to host",
-                     "network is unreachable", "host is unreachable", "timeout, server")
+        said = _find(lines, "no route to host", "network is unreachable", "host is unreachable")
+        if said:
+            return HostNotFound(
+                f"{prefix}: cannot reach host {host!r}: there is no route to it from here; check its address "
+                f"and the network (ssh said: {said})")
+        said = _find(lines, "connection timed out", "operation timed out", "timeout, server")
         if said:
             return HostNotFound(
                 f"{prefix}: cannot reach host {host!r}: no answer from it; check that it is up and that "

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import bootstrap
+from .._far import frames
 from .._far.channel import Channel
 from .._far.errors import Error, GatewayLostError, GatewayStartError, RemoteError
 from .._far.errors import TimeoutError as ExecwireTimeoutError
@@ -76,6 +77,7 @@ class ChannelTransport(Transport):  # type: ignore[misc]
         self.ended = threading.Event()  # the relay reported the command's end, or the channel ended
         self._stderr = stderr
         self._pending = memoryview(b"")
+        self._speaks_protocol = False
         self._deadline: float | None = time.monotonic() + startup_timeout
         self._startup_timeout = startup_timeout
 
@@ -89,6 +91,7 @@ class ChannelTransport(Transport):  # type: ignore[misc]
                 self._pending = memoryview(item)
                 if self._deadline is not None:
                     self._deadline = None
+                    self._speaks_protocol = item[:2] == frames.MAGIC[:len(item[:2])]
                     self._stderr.start_forwarding()
             else:
                 self._control(item)
@@ -129,9 +132,10 @@ class ChannelTransport(Transport):  # type: ignore[misc]
         elif kind == "exit":
             self.exit_code = item[1]
             self._end()
-            said = self._stderr.said_since_forwarding(0) if self.exit_code else ""
-            if said:  # it failed after start-up (ssh: "Timeout, server not responding")
-                raise GatewayLostError(f"{self.gateway}: {self.what} ended with exit code {self.exit_code}: {said}")
+            if self.exit_code and self._speaks_protocol:  # it failed after start-up (ssh lost the link)
+                said = self._stderr.said_since_forwarding(0)
+                raise GatewayLostError(f"{self.gateway}: {self.what} ended with exit code {self.exit_code}"
+                                       + (f": {said}" if said else ""))
         elif kind == "error":
             self._end()
             raise GatewayStartError(f"{self.gateway}: cannot start {self.what}: {item[1]}")
