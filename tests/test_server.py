@@ -354,6 +354,7 @@ def test_too_many_handshakes_at_once_are_refused(tmp_path, token_file):
             assert closed_by_peer(third, 1.5)  # refused at once, the other two wait for their deadline
             assert running.wait_log("refused: more than 2 handshakes at once")
             assert closed_by_peer(first, 8.0)
+            assert closed_by_peer(second, 8.0)
         assert_serves_a_good_client(running, token_file)  # slots are given back
     finally:
         running.stop()

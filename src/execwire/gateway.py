@@ -119,16 +119,7 @@ class Gateway(BaseGateway):
             self._ready.set()
 
     def _wait_first_bytes(self) -> None:
-        import select
-
-        fileno = getattr(self._transport, "read_fd", None)
-        if fileno is None:
-            sock = getattr(self._transport, "sock", None)
-            fileno = sock.fileno() if sock is not None else None
-        if fileno is None:
-            return
-        ready, _, _ = select.select([fileno], [], [], self.startup_timeout)
-        if not ready:
+        if not self._transport.wait_readable(self.startup_timeout):
             raise GatewayStartError(
                 f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
                 f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")

@@ -147,7 +147,13 @@ class Server(object):
     def _start_handshake(self, conn, peer):
         # type: (socket.socket, str) -> None
         if not self._handshake_slots.acquire(False):
-            self.log("%s: refused: more than %d handshakes at once" % (peer, self.max_handshakes))
+            reason = "more than %d handshakes at once; try again later" % (self.max_handshakes,)
+            self.log("%s: refused: %s" % (peer, reason))
+            try:
+                conn.setblocking(False)  # never stall the accept loop on a bad client
+                conn.send(MAGIC + bytes([VERSION]) + refusal(reason))
+            except OSError:
+                pass
             conn.close()
             return
         thread = threading.Thread(target=self._serve_client, args=(conn, peer),
@@ -162,41 +168,39 @@ class Server(object):
 
     def _serve_client(self, conn, peer):
         # type: (socket.socket, str) -> None
-        popen = None
+        linger = False
         try:
-            try:
-                stage1 = self.handshake(conn, time.monotonic() + self.handshake_timeout)
-            except Refused as exc:
-                self.log("%s: refused: %s" % (peer, exc))
-                _linger_close(conn)
-                return
-            except socket.timeout:  # noqa: UP041 - a distinct class before Python 3.10
-                self.log("%s: refused: no complete handshake within %g seconds"
-                         % (peer, self.handshake_timeout))
-                conn.close()
-                return
-            except OSError as exc:
-                self.log("%s: refused: connection failed during the handshake: %s" % (peer, exc))
-                conn.close()
-                return
-            except Exception as exc:  # a bug here must not stop the server
-                self.log("%s: refused: server error during the handshake: %r" % (peer, exc))
-                conn.close()
-                return
-            try:
-                popen = self.start_python(conn, stage1)
-            except OSError as exc:
-                self.log("%s: cannot start %s: %s" % (peer, sys.executable, exc))
-            finally:
-                conn.close()  # the far Python holds its own copy
+            stage1 = self.handshake(conn, time.monotonic() + self.handshake_timeout)
+            failure = None  # type: Optional[str]
+        except Refused as exc:
+            failure, linger = "refused: %s" % (exc,), True
+        except socket.timeout:  # noqa: UP041 - a distinct class before Python 3.10
+            failure = "refused: no complete handshake within %g seconds" % (self.handshake_timeout,)
+        except OSError as exc:
+            failure = "refused: connection failed during the handshake: %s" % (exc,)
+        except Exception as exc:  # a bug here must not stop the server
+            failure = "refused: server error during the handshake: %r" % (exc,)
         finally:
-            self._handshake_slots.release()
-        if popen is not None:
-            if self.log_accepts:
-                self.log("%s: authenticated; far Python pid %d started" % (peer, popen.pid))
-            code = popen.wait()
-            if self.log_accepts:
-                self.log("%s: far Python pid %d ended with exit code %s" % (peer, popen.pid, code))
+            self._handshake_slots.release()  # before the client can see the outcome
+        if failure is not None:
+            self.log("%s: %s" % (peer, failure))
+            if linger:
+                _linger_close(conn)
+            else:
+                conn.close()
+            return
+        try:
+            popen = self.start_python(conn, stage1)
+        except OSError as exc:
+            self.log("%s: cannot start %s: %s" % (peer, sys.executable, exc))
+            return
+        finally:
+            conn.close()  # the far Python holds its own copy
+        if self.log_accepts:
+            self.log("%s: authenticated; far Python pid %d started" % (peer, popen.pid))
+        code = popen.wait()
+        if self.log_accepts:
+            self.log("%s: far Python pid %d ended with exit code %s" % (peer, popen.pid, code))
 
     def handshake(self, conn, deadline):
         # type: (socket.socket, float) -> str

@@ -126,6 +126,7 @@ class OutputForwarder(object):
             errors = "backslashreplace" if fd == 2 else getattr(old, "errors", None) or "strict"
             setattr(sys, stream_name, open(fd, "w", buffering=1, encoding=encoding,
                                            errors=errors, closefd=False))
+        self._wake_read, self._wake_write = os.pipe()  # finish() wakes the thread through it
         self.thread = threading.Thread(target=self._run, name="execwire-output")
         self.thread.daemon = True
         self.thread.start()
@@ -133,13 +134,20 @@ class OutputForwarder(object):
     def _run(self):
         import select
 
-        fds = list(self.read_fds)
+        fds = list(self.read_fds) + [self._wake_read]
+        draining = False
         while fds:
             try:
-                ready, _, _ = select.select(fds, [], [])
+                ready, _, _ = select.select(fds, [], [], 0.05 if draining else None)
             except InterruptedError:
                 continue
+            if not ready:
+                return  # draining and nothing more came: subprocesses may hold the pipes open
             for fd in ready:
+                if fd == self._wake_read:
+                    draining = True
+                    fds.remove(fd)
+                    continue
                 data = os.read(fd, 65536)
                 if not data:
                     fds.remove(fd)
@@ -150,7 +158,7 @@ class OutputForwarder(object):
                     return
 
     def finish(self, timeout=2.0):
-        """Flush, close our write ends and wait (bounded) until everything is sent."""
+        """Flush, send what is still in the pipes (bounded), stop the thread."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -160,4 +168,5 @@ class OutputForwarder(object):
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         os.close(devnull)
+        os.write(self._wake_write, b"x")
         self.thread.join(timeout)

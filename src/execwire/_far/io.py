@@ -105,6 +105,20 @@ class Transport(object):
                 raise GatewayLostError("connection closed in the middle of a frame")
             end += n
 
+    def wait_readable(self, timeout):
+        """False if nothing arrives within ``timeout`` seconds (True when it cannot tell)."""
+        fileno = self.read_fileno()
+        if fileno is None:
+            return True
+        import select
+
+        ready, _, _ = select.select([fileno], [], [], timeout)
+        return bool(ready)
+
+    def read_fileno(self):
+        """The descriptor frames are read from, or None."""
+        return None
+
     def _read_large(self, already, length):
         payload = bytearray(length)
         pview = memoryview(payload)
@@ -226,6 +240,9 @@ class PipeTransport(Transport):
         self.write_fd = write_fd
         self._reader = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
 
+    def read_fileno(self):
+        return self.read_fd
+
     def readinto(self, view):
         while True:
             try:
@@ -273,6 +290,9 @@ class SocketTransport(Transport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # not TCP (a unix socket)
+
+    def read_fileno(self):
+        return self.sock.fileno() if self.sock is not None else None
 
     def readinto(self, view):
         try:
