@@ -66,7 +66,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="execwire-bench-") as folder:
         server, process = launch_sshd(Path(folder))
         try:
-            python = subprocess.run(["ssh", "-F", str(server.ssh_config), server.alias, "command -v python3"],
+            # the host's python3 by its real path (not a pyenv shim script, which costs a shell start)
+            python = subprocess.run(["ssh", "-F", str(server.ssh_config), server.alias,
+                                     "python3 -c 'import sys; print(sys.executable)'"],
                                     capture_output=True, text=True, timeout=30).stdout.strip()
             spec = f"ssh={server.alias}//ssh_config={server.ssh_config}//python={python}"
             print(f"sshd on 127.0.0.1:{server.port}; remote python: {python}; {args.rounds} rounds each")

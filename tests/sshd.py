@@ -96,7 +96,10 @@ def write_sshd_config(folder: Path, name: str, listen: list[tuple[str, int]], ho
 
 def start_sshd(config: Path, log: Path, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Run sshd in the foreground (optionally behind ``prefix``, e.g. ip netns exec NS)."""
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    try:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    except OSError:
+        pass  # not root: sshd runs without privilege separation and says so in its log if it cannot
     with open(log, "ab") as output:
         return subprocess.Popen([*(prefix or []), SSHD, "-D", "-e", "-f", str(config)],
                                 stdin=subprocess.DEVNULL, stdout=output, stderr=output)

@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +182,17 @@ def test_sudo_with_a_missing_python_names_it(group: execwire.Group, unprivileged
     with pytest.raises(execwire.GatewayStartError) as info:
         gateway.wait_ready(30)
     assert "no Python '/no/such/python3' on this machine" in str(info.value)
+
+
+def test_launcher_stderr_is_kept_during_start_up_and_passed_on_after(
+        group: execwire.Group, capfd: pytest.CaptureFixture[str]) -> None:
+    wrapper = "echo early-words >&2; (sleep 0.5; echo late-words >&2) & exec \"$0\" \"$@\""
+    gateway = group.makegateway(f"exec=sh -c '{wrapper}' {sys.executable}")
+    assert gateway.remote_exec("channel.send(1)").receive(30) == 1
+    deadline = time.monotonic() + 10
+    seen = ""
+    while "late-words" not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen += capfd.readouterr().err
+    assert "late-words" in seen  # said after start-up: passed on
+    assert "early-words" not in seen  # said during a start that worked: kept for errors only

@@ -192,7 +192,8 @@ def test_200_popen_gateways_start_answer_and_terminate_without_leftovers(group, 
     group.terminate(timeout=10)
     terminated = time.monotonic()
     assert len(group) == 0
-    leftover = [pid for pid in answers if not wait_until(lambda pid=pid: pid_gone(pid), 5)]
+    wait_until(lambda: all(map(pid_gone, answers)), 10)
+    leftover = [pid for pid in answers if not pid_gone(pid)]
     assert not leftover, f"{len(leftover)} far processes still running after terminate: {leftover[:10]}"
     assert terminated - answered < 15, f"terminate(timeout=10) of {count} gateways took {terminated - answered:.1f} s"
     print(f"\n{count} gateways: started and answered in {answered - started:.1f} s, "

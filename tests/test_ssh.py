@@ -14,7 +14,7 @@ import shlex
 import time
 
 import pytest
-from conftest import pid_gone, wait_until
+from conftest import find_python, pid_gone, wait_until
 from sshd import SshServer
 
 import execwire
@@ -141,6 +141,8 @@ def test_ending_the_ssh_middle_ends_what_runs_through_it(sshd: SshServer, group:
 
 
 def test_sudo_on_the_ssh_host(sshd: SshServer, group: execwire.Group, unprivileged_user: pwd.struct_passwd) -> None:
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("/usr/bin/python3 (that any user can run) is not installed")
     gateway = group.makegateway(sshd.spec(f"sudo={unprivileged_user.pw_name}//python=/usr/bin/python3//chdir=/tmp"))
     name = gateway.remote_exec("import os, pwd; channel.send(pwd.getpwuid(os.getuid()).pw_name)").receive(30)
     assert name == unprivileged_user.pw_name
@@ -206,3 +208,12 @@ def test_missing_python_through_a_middle_is_named(sshd: SshServer, group: execwi
     group.makegateway("popen//id=mid")
     error = start_error(group, sshd.spec("python=python9.9//via=mid"))
     assert f"no Python 'python9.9' on host '{sshd.alias}'" in str(error)
+
+
+def test_too_old_python_on_the_host_is_named(sshd: SshServer, group: execwire.Group) -> None:
+    old = find_python("2.7*")
+    if old is None:
+        pytest.skip("no Python 2.7 (pyenv) on this machine to play a host's too old Python")
+    error = start_error(group, sshd.spec(f"python={old}"))
+    assert "execwire needs Python 3.6 or newer on the far side" in str(error)
+    assert old in str(error)

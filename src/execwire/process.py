@@ -20,7 +20,8 @@ class StderrCollector:
 
     Those tools explain a failure only on stderr, so the text is kept (its last
     ``LIMIT`` bytes) to classify a failed start; once the far Python has answered,
-    what they write goes to our stderr as before.
+    what they write goes to our stderr as before. What they said during a start
+    that succeeded (ssh's "Permanently added ... to known hosts") is not shown.
     """
 
     LIMIT = 16 * 1024

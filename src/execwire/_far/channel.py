@@ -29,7 +29,7 @@ from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutEr
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
-WINDOW = 16 * 1024 * 1024
+WINDOW = 8 * 1024 * 1024
 MIN_COST = 128
 _CREDIT_BATCH = WINDOW // 4
 _credit = struct.Struct("!Q")

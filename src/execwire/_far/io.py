@@ -25,6 +25,7 @@ BUFFER_SIZE = 256 * 1024
 _pack_header = frames.HEADER.pack
 _writev = getattr(os, "writev", None)
 BURST_GAP = 0.0002
+MAX_BATCH = 256 * 1024  # a sender waits while this much is queued for the flusher
 try:
     _clock = time.perf_counter
 except AttributeError:  # pragma: no cover
@@ -42,6 +43,7 @@ class Transport(object):
         self._last_write = 0.0
         self._frames_read_at_write = -1
         self._batch = []  # coalesced small frames the flusher will write
+        self._batch_bytes = 0
         self._flushing = False  # the flusher owns the write side
         self._flush_wakeup = None  # lock released to wake the flusher
         self._flush_done = threading.Condition(self._write_lock)
@@ -151,7 +153,10 @@ class Transport(object):
                 now = _clock()
                 if self._flushing or (now - self._last_write < BURST_GAP
                                       and self.frames_read == self._frames_read_at_write):
+                    while self._batch_bytes >= MAX_BATCH and self._flushing:
+                        self._flush_done.wait()  # the flusher is behind: wait as for a full pipe
                     self._batch.append(frame)
+                    self._batch_bytes += len(frame)
                     self._last_write = now
                     if not self._flushing:
                         self._start_flush()
@@ -190,9 +195,10 @@ class Transport(object):
                 with self._write_lock:
                     batch = self._batch
                     self._batch = []
+                    self._batch_bytes = 0
+                    self._flush_done.notify_all()
                     if not batch or self._flush_error is not None:
                         self._flushing = False
-                        self._flush_done.notify_all()
                         if self._flush_stop:
                             return
                         break

@@ -11,6 +11,7 @@ GatewayLostError).
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,8 @@ from .prefix import Launch
 if TYPE_CHECKING:
     from ..group import Group
 
-SIGTERM = 15
-SIGKILL = 9
+SIGTERM = int(signal.SIGTERM)  # numbers sent to the relay, which may run elsewhere
+SIGKILL = int(signal.SIGKILL)
 
 
 def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
@@ -62,7 +63,7 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
     return transport, process
 
 
-class ChannelTransport(Transport):  # type: ignore[misc]
+class ChannelTransport(Transport):
     """Frames carried as bytes items of a channel to a relay on another gateway."""
 
     def __init__(self, channel: Channel, via: str, gateway: str, what: str, startup_timeout: float,
