@@ -52,7 +52,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--as-shipped", action="store_true",
                         help="start every far Python the way its system does (execwire alone gives it a "
                              "session, hence a scheduler autogroup, of its own); default: all get one")
+    parser.add_argument("--cpus", metavar="LIST",
+                        help="pin the benchmark and every far process to these CPUs (e.g. 0): no cross-CPU "
+                             "wake-ups, so per-message costs show without that noise")
     args = parser.parse_args(argv)
+    if args.cpus is not None:
+        try:
+            args.cpus = {int(cpu) for cpu in args.cpus.split(",")}
+        except ValueError:
+            parser.error(f"--cpus takes CPU numbers separated by commas, not {args.cpus!r}")
     if args.rounds is None:
         args.rounds = 3 if args.quick else 7
     if args.rounds < 1:
@@ -120,7 +128,7 @@ def run_workload(workload: Workload, systems: list[System], args: argparse.Names
         except Exception as exc:
             entry["error"] = f"failed during warm-up: {exc!r}"
     order = [system.name for system in systems]
-    for round_number in range(args.rounds):
+    for round_number in range(args.rounds if order else 0):
         shift = round_number % len(order)
         for name in order[shift:] + order[:shift]:
             sampler = samplers.get(name)
@@ -175,6 +183,7 @@ def header(systems: list[System], args: argparse.Namespace) -> list[str]:
         f"versions: {versions}",
         "ratios compare medians from this one run; absolute times on a noisy machine are secondary",
         session_note(args),
+        f"pinned to CPUs {sorted(args.cpus)}" if args.cpus else "not pinned: the scheduler places both ends",
         "",
     ]
 
@@ -199,6 +208,8 @@ def session_note(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _systems.OWN_SESSION = not args.as_shipped
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)  # far processes inherit it
     wanted = [SHORT_NAMES[name] for name in args.systems.split(",")]
     systems = load_systems(wanted)
     for line in header(systems, args):

@@ -5,6 +5,7 @@ popen runs Python directly; ssh, sudo and container tools wrap that same command
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
@@ -56,6 +57,20 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
     }
 
 
+def _make_room(fd: int, size: int) -> None:
+    """Grow the pipe so the boot payload fits and writing it does not wait for the far start-up.
+
+    Otherwise a group would start its gateways one after another. Linux only; elsewhere
+    the write just waits.
+    """
+    if size <= 60 * 1024 or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << max(size - 1, 1).bit_length())
+    except OSError:
+        pass  # over the user's pipe budget: the write waits instead
+
+
 def start_command(argv: Sequence[str], config: dict[str, object], what: str,
                   marshalled: bool = False, env: dict[str, str] | None = None,
                   explain: Explain | None = None) -> tuple[PipeTransport, Process]:
@@ -88,8 +103,10 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
         transport: PipeTransport = WatchedPipeTransport(from_far_read, to_far_write, collector, popen, what)
     else:
         transport = PipeTransport(from_far_read, to_far_write)
+    boot = bootstrap.boot_bytes(config, marshalled)
+    _make_room(to_far_write, len(boot))
     try:
-        transport.write_all([bootstrap.boot_bytes(config, marshalled)])
+        transport.write_all([boot])
     except GatewayLostError:
         pass  # it died at once; the reader reports why
     return transport, Process(popen, collector, explain)

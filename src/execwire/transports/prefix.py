@@ -19,7 +19,7 @@ unknown container.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import bootstrap
 from .._far.errors import AuthenticationError, GatewayStartError
@@ -41,7 +41,6 @@ class Launch:
     explain: Explain | None = None
     # index in argv of this interpreter's path, which a via relay replaces by its own interpreter's
     self_python: int | None = None
-    layers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def prefix_argv(key: str, value: str) -> list[str]:
@@ -102,7 +101,7 @@ def command_launch(spec: XSpec, where: str, self_python_ok: bool = True) -> Laun
     else:
         what = f"python interpreter {argv[0]!r}"
     explain = CommandFailure(where, layers, python, exec_command is not None)
-    return Launch(argv, what, explain, self_python, layers)
+    return Launch(argv, what, explain, self_python)
 
 
 class CommandFailure:

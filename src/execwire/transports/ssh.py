@@ -50,7 +50,7 @@ def ssh_launch(spec: XSpec) -> Launch:
         argv += ["-o", f"ConnectTimeout={max(1, math.ceil(float(spec.timeout)))}"]
     argv += ["-T", destination, remote_command(remote.argv)]
     explain = SshFailure(destination, remote.explain)
-    return Launch(argv, f"the ssh client {SSH!r} (for ssh={spec.ssh})", explain, None, remote.layers)
+    return Launch(argv, f"the ssh client {SSH!r} (for ssh={spec.ssh})", explain)
 
 
 def remote_command(argv: list[str]) -> str:

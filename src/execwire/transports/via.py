@@ -31,6 +31,7 @@ from .prefix import Launch
 if TYPE_CHECKING:
     from ..group import Group
 
+ITEM_SIZE = 1024 * 1024  # at most this many bytes of frames travel in one relay item
 SIGTERM = int(signal.SIGTERM)  # numbers sent to the relay, which may run elsewhere
 SIGKILL = int(signal.SIGKILL)
 
@@ -147,7 +148,21 @@ class ChannelTransport(Transport):
 
     # -- writing ---------------------------------------------------------------
     def writev(self, buffers: list[Any]) -> int:
-        data = b"".join(buffers)
+        """Send up to ITEM_SIZE bytes as one item (Transport.write_all sends the rest).
+
+        Bounded items keep the relay's memory bounded, let it pass on the first
+        bytes of a large frame while the rest travels, and fit in the channel's
+        flow-control window.
+        """
+        parts = []
+        size = 0
+        for buffer in buffers:
+            view = memoryview(buffer).cast("B")[:ITEM_SIZE - size]
+            parts.append(view)
+            size += len(view)
+            if size >= ITEM_SIZE:
+                break
+        data = b"".join(parts)
         self._send(data)
         return len(data)
 
