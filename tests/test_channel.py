@@ -431,3 +431,17 @@ def test_many_channels_in_parallel_keep_their_items_apart(gw):
         channel.send(n)
     for n, channel in enumerate(channels):
         assert list(channel) == [(n, i) for i in range(200)]
+
+
+def test_an_item_larger_than_the_flow_control_window_follows_small_ones(gw):
+    from execwire._far.channel import WINDOW
+
+    ch = gw.remote_exec("for x in channel: channel.send(len(x))")
+    ch.send(b"small")
+    assert ch.receive(10) == 5
+    big = b"x" * (WINDOW + 1_000_000)
+    ch.send(big)
+    ch.send(big)
+    assert ch.receive(20) == len(big)
+    assert ch.receive(20) == len(big)
+    ch.close()

@@ -148,6 +148,30 @@ def test_python_examples_run(path: Path, tmp_path: Path):
     assert "Traceback" not in result.stderr, f"{path.name}: an example left a traceback\n{report}"
 
 
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=ids(DOC_FILES))
+def test_relative_links_point_at_files_that_exist(path: Path):
+    text = "\n".join(_outside_fences(path))
+    broken = []
+    for match in LINK.finditer(text):
+        target = match["target"]
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue  # a URL or an anchor on the same page
+        if not (path.parent / target.split("#", 1)[0]).exists():
+            broken.append(target)
+    assert not broken, f"{path.name} links to missing files: {broken}"
+
+
+def _outside_fences(path: Path) -> list[str]:
+    """The lines of a markdown file that are not inside a fenced block."""
+    inside: set[int] = set()
+    for block in fenced_blocks(path):
+        inside.update(range(block.line - 1, block.line - 1 + block.code.count("\n")))
+    return [line for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if number not in inside]
+
+
 # -- the README's first commands ----------------------------------------------------------------
 
 

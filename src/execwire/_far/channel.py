@@ -9,9 +9,10 @@ receiving half closed are always handed out first, then EOFError (clean end) or
 the error that ended the channel (RemoteError, GatewayLostError).
 
 Flow control: a sender may have at most WINDOW bytes of items that the other
-side has not yet received (each item counts at least MIN_COST bytes); beyond
-that send() waits until the receiver takes items and returns CREDIT. So a slow
-receiver holds back a fast sender instead of buffering without limit.
+side has not yet received (each item counts MIN_COST bytes more than its size);
+beyond that send() waits until the receiver takes items and returns CREDIT, in
+batches. So a slow receiver holds back a fast sender instead of buffering without
+limit. An item larger than the window goes once less than a batch is outstanding.
 """
 
 import struct
@@ -70,8 +71,9 @@ class Channel(object):
         for part in parts:
             cost += len(part) if not isinstance(part, memoryview) else part.nbytes
         with self._lock:
-            # an item larger than the window may go when nothing is outstanding
-            if self._send_credit >= cost or self._send_credit >= WINDOW:
+            # the receiver credits in batches, so less than a batch outstanding may be all
+            # received: then even an item larger than the window may go
+            if self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH:
                 self._send_credit -= cost
             else:
                 self._wait_for_credit(cost)
@@ -81,7 +83,7 @@ class Channel(object):
         """Block (holding self._lock via the condition) until the receiver caught up."""
         if self._credit_waiters is None:
             self._credit_waiters = threading.Condition(self._lock)
-        while not (self._send_credit >= cost or self._send_credit >= WINDOW):
+        while not (self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH):
             if self._closed:
                 raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
             self._credit_waiters.wait(1.0)
@@ -143,10 +145,10 @@ class Channel(object):
         if items is None:
             raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
         try:
-            if timeout is None:
-                entry = items.get()
-            else:
-                entry = items.get(True, max(timeout, 0))
+            try:
+                entry = items.get(False)
+            except Empty:
+                entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0))
         except Empty:
             raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
         if entry is ENDMARKER:

@@ -11,15 +11,23 @@ FarGateway adds what only the far end does: run EXEC frames and answer STATUS.
 import os
 import sys
 import threading
+import time
 
 from . import frames, wire
 from .channel import MIN_COST, Channel, _credit
 from .errors import GatewayLostError, ProtocolError, RemoteError
 
 try:
-    from _queue import SimpleQueue as _Queue  # 3.7+, without importing queue.py
+    from _queue import Empty  # 3.7+, without importing queue.py
+    from _queue import SimpleQueue as _Queue
 except ImportError:  # Python 3.6
+    from queue import Empty
     from queue import Queue as _Queue
+
+try:
+    _clock = time.monotonic
+except AttributeError:  # pragma: no cover
+    _clock = time.time
 
 
 class Tracer(object):
@@ -54,6 +62,8 @@ class BaseGateway(object):
         self._callback_queue = None
         self._connection_error = None  # set when the reader stopped
         self._expect_end = False  # this side asked for the end
+        self._baton = threading.Lock()  # held by the one thread reading frames
+        self._reading_done = False
 
     # -- channels -----------------------------------------------------------
     def newchannel(self):
@@ -94,29 +104,98 @@ class BaseGateway(object):
         self._send(frames.DATA, channel_id, wire.encode(item, Channel))
 
     # -- receiving ----------------------------------------------------------
+    # One thread at a time reads frames: whoever holds the baton. A thread blocked
+    # in receive() takes it and reads its own reply, which saves a thread hand-off
+    # per item; the reader thread only waits (without the baton) until data comes
+    # and reads what nobody else is reading.
+
     def _receive_loop(self):
-        """Read and dispatch frames until the stream ends, then end every channel."""
-        decode = wire.decode
-        channel_for = self._channel_for
-        channels = self._channels
-        trace = self._trace
-        error = None
+        """The reader thread: read and dispatch until the stream ends."""
+        transport = self._transport
+        baton = self._baton
         try:
-            for msgtype, channel_id, payload in self._transport.frames():
-                if trace.enabled:
-                    trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
-                if msgtype == frames.DATA:
-                    channel = channels.get(channel_id)
-                    if channel is not None:  # items for a forgotten channel are dropped
-                        channel._deliver(decode(payload, channel_for), len(payload) + MIN_COST)
-                else:
-                    self._dispatch(msgtype, channel_id, payload)
-        except GatewayLostError as exc:
+            while not self._reading_done:
+                pollable = transport.read_fileno() is not None
+                if pollable and not transport.has_frame():
+                    transport.wait_readable(None)  # without the baton: receivers may read meanwhile
+                with baton:
+                    if self._reading_done:
+                        break
+                    if pollable and not transport.has_frame() and not transport.wait_readable(0):
+                        continue  # a receiver took it
+                    self._read_and_dispatch()
+        except BaseException as exc:
+            self._reading_failed(exc)
+
+    def _read_and_dispatch(self):
+        """One read, then dispatch every complete frame (the caller holds the baton)."""
+        transport = self._transport
+        if not transport.has_frame() and not transport.read_some():
+            self._reading_failed(None)
+            return
+        self._dispatch_buffered()
+
+    def _dispatch_buffered(self):
+        """Dispatch the complete frames already read (the caller holds the baton)."""
+        next_frame = self._transport.next_frame
+        channels = self._channels
+        decode = wire.decode
+        while True:
+            frame = next_frame()
+            if frame is None:
+                return
+            msgtype, channel_id, payload = frame
+            if self._trace.enabled:
+                self._trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
+            if msgtype == frames.DATA:
+                channel = channels.get(channel_id)
+                if channel is not None:  # items for a forgotten channel are dropped
+                    channel._deliver(decode(payload, self._channel_for), len(payload) + MIN_COST)
+            else:
+                self._dispatch(msgtype, channel_id, payload)
+
+    def _wait_item(self, items, timeout):
+        """Take the next entry of ``items`` (a channel's queue), reading frames ourselves if we can."""
+        transport = self._transport
+        baton = self._baton
+        if self._reading_done or transport.read_fileno() is None or not baton.acquire(False):
+            return items.get(True, timeout) if timeout is not None else items.get()
+        try:
+            deadline = None if timeout is None else _clock() + timeout
+            while True:
+                try:
+                    return items.get(False)
+                except Empty:
+                    pass
+                if self._reading_done:
+                    break
+                if not transport.has_frame():
+                    if deadline is not None and not transport.wait_readable(max(deadline - _clock(), 0)):
+                        raise Empty
+                    if not transport.read_some():
+                        self._reading_failed(None)
+                        break
+                self._dispatch_buffered()
+        except Empty:
+            raise
+        except BaseException as exc:
+            self._reading_failed(exc)
+        finally:
+            baton.release()
+        return items.get(False)  # the end marker the failure put there
+
+    def _reading_failed(self, exc):
+        """Reading stopped (``exc`` None: clean end of stream): end every channel, once."""
+        with self._channels_lock:
+            if self._reading_done:
+                return
+            self._reading_done = True
+        if exc is None or isinstance(exc, GatewayLostError):
             error = exc
-        except (ProtocolError, wire.LoadError) as exc:
+        elif isinstance(exc, (ProtocolError, wire.LoadError)):
             error = GatewayLostError("gateway %s: %s" % (self.id, exc))
             error.__cause__ = exc
-        except Exception as exc:  # a bug here must not leave waiters hanging
+        else:  # a bug here must not leave waiters hanging
             error = GatewayLostError("gateway %s: reader failed: %r" % (self.id, exc))
             error.__cause__ = exc
         self._connection_ended(error)
@@ -231,14 +310,15 @@ class FarGateway(BaseGateway):
             self._execute(*job)
 
     def _reader_main(self):
-        try:
-            self._receive_loop()
-        finally:
-            self._main_jobs.put(None)
-            if self.execmodel == "main_thread_only" and self._running:
-                import _thread
+        self._receive_loop()
 
-                _thread.interrupt_main()  # the main thread runs shipped code: stop it
+    def _connection_ended(self, error):
+        BaseGateway._connection_ended(self, error)
+        self._main_jobs.put(None)  # serve() returns and the process exits
+        if self.execmodel == "main_thread_only" and self._running:
+            import _thread
+
+            _thread.interrupt_main()  # the main thread runs shipped code: stop it
 
     def _dispatch_special(self, msgtype, channel_id, payload):
         if msgtype == frames.EXEC:

@@ -23,6 +23,11 @@ from .errors import GatewayLostError, ProtocolError
 
 BUFFER_SIZE = 256 * 1024
 _pack_header = frames.HEADER.pack
+_unpack_header = frames.HEADER.unpack_from
+_HSIZE = frames.HEADER_SIZE
+_MAGIC = frames.MAGIC
+_KNOWN_TYPES = frames.NAMES
+_MAX_PAYLOAD = frames.MAX_PAYLOAD
 _writev = getattr(os, "writev", None)
 BURST_GAP = 0.0002
 MAX_BATCH = 256 * 1024  # a sender waits while this much is queued for the flusher
@@ -37,8 +42,13 @@ class Transport(object):
 
     def __init__(self):
         self._write_lock = threading.Lock()
-        self._frames = None
         self.closed = False
+        self._buf = bytearray(BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._rbuf_start = self._rbuf_end = 0
+        self._large = None  # payload of a frame larger than the buffer, being read
+        self._large_have = 0
+        self._large_frame = None
         self.frames_read = 0
         self._last_write = 0.0
         self._frames_read_at_write = -1
@@ -51,61 +61,97 @@ class Transport(object):
         self._flush_stop = False
 
     # -- reading ------------------------------------------------------------
-    def frames(self):
-        """The iterator of (type, channel id, payload memoryview) until a clean end of stream.
+    def next_frame(self):
+        """The next complete frame already read, as (type, channel id, payload view), or None.
 
-        Every call returns the same iterator, so a caller may take the first
-        frame and leave the rest to the reader loop. A payload view is only valid
-        until the next frame is requested.
+        Never does I/O. The payload view is valid until the next call. Only one
+        thread at a time may read (the gateway passes a baton around).
         """
-        if self._frames is None:
-            self._frames = self._read_frames()
-        return self._frames
+        start = self._rbuf_start
+        if self._large is not None:
+            if self._large_have < len(self._large):
+                return None
+            frame, self._large = self._large_frame, None
+            self.frames_read += 1
+            return frame
+        end = self._rbuf_end
+        if end - start < _HSIZE:
+            return None
+        magic, msgtype, channel_id, length = _unpack_header(self._buf, start)
+        if magic != _MAGIC or msgtype not in _KNOWN_TYPES or length > _MAX_PAYLOAD:
+            frames.parse_header(self._buf, start, end)  # raises the error that says what is wrong
+        frame_end = start + _HSIZE + length
+        if frame_end <= end:
+            self._rbuf_start = frame_end
+            self.frames_read += 1
+            return msgtype, channel_id, self._view[start + _HSIZE:frame_end]
+        if _HSIZE + length > BUFFER_SIZE:  # larger than the buffer: read into one of its own
+            payload = bytearray(length)
+            have = end - start - _HSIZE
+            payload[:have] = self._view[start + _HSIZE:end]
+            self._large = payload
+            self._large_have = have
+            self._large_frame = (msgtype, channel_id, memoryview(payload))
+            self._rbuf_start = self._rbuf_end = 0
+            return self.next_frame()
+        return None
 
-    def _read_frames(self):
-        readinto = self.readinto
-        unpack = frames.HEADER.unpack_from
-        magic_expected = frames.MAGIC
-        known_types = frames.NAMES
-        max_payload = frames.MAX_PAYLOAD
-        hsize = frames.HEADER_SIZE
-        buf = bytearray(BUFFER_SIZE)
-        view = memoryview(buf)
-        start = end = 0
-        while True:
-            while end - start >= hsize:
-                magic, msgtype, channel_id, length = unpack(buf, start)
-                if magic != magic_expected or msgtype not in known_types or length > max_payload:
-                    frames.parse_header(buf, start, end)  # raises the error that says what is wrong
-                frame_end = start + hsize + length
-                if frame_end <= end:
-                    self.frames_read += 1
-                    yield msgtype, channel_id, view[start + hsize:frame_end]
-                    start = frame_end
-                    continue
-                if hsize + length > BUFFER_SIZE:
-                    payload = self._read_large(view[start + hsize:end], length)
-                    start = end = 0
-                    self.frames_read += 1
-                    yield msgtype, channel_id, payload
-                    continue
-                break
-            if start == end:
-                start = end = 0
-            elif BUFFER_SIZE - start < BUFFER_SIZE // 2 or BUFFER_SIZE - end < hsize:
-                # move the partial frame to the front so the rest of it fits
-                pending = end - start
-                buf[0:pending] = buf[start:end]
-                start, end = 0, pending
-            n = readinto(view[end:])
+    def read_some(self):
+        """One read from the peer into the buffer; False at a clean end of stream."""
+        if self._large is not None:
+            view = memoryview(self._large)
+            n = self.readinto(view[self._large_have:])
             if not n:
-                if start == end:
-                    return
-                rest = bytes(buf[start:end])
-                if not frames.MAGIC.startswith(rest[:2]):
-                    raise frames.garbage_error(rest)
-                raise GatewayLostError("connection closed in the middle of a frame")
-            end += n
+                raise GatewayLostError("connection closed after %d of %d payload bytes"
+                                       % (self._large_have, len(self._large)))
+            self._large_have += n
+            return True
+        start, end = self._rbuf_start, self._rbuf_end
+        if start == end:
+            start = end = 0
+        elif BUFFER_SIZE - start < BUFFER_SIZE // 2 or BUFFER_SIZE - end < _HSIZE:
+            # move the partial frame to the front so the rest of it fits
+            pending = end - start
+            self._buf[0:pending] = self._buf[start:end]
+            start, end = 0, pending
+        self._rbuf_start = start
+        n = self.readinto(self._view[end:])
+        if not n:
+            self._rbuf_end = end
+            if start == end:
+                return False
+            rest = bytes(self._buf[start:end])
+            if not _MAGIC.startswith(rest[:2]):
+                raise frames.garbage_error(rest)
+            raise GatewayLostError("connection closed in the middle of a frame")
+        self._rbuf_end = end + n
+        return True
+
+    def has_frame(self):
+        """True if a complete frame waits in the buffer."""
+        if self._large is not None:
+            return self._large_have >= len(self._large)
+        if self._rbuf_end - self._rbuf_start < _HSIZE:
+            return False
+        length = _unpack_header(self._buf, self._rbuf_start)[3]
+        return self._rbuf_start + _HSIZE + length <= self._rbuf_end or _HSIZE + length > BUFFER_SIZE
+
+    def read_frame(self):
+        """Block until the next frame; None at a clean end of stream."""
+        while True:
+            frame = self.next_frame()
+            if frame is not None:
+                return frame
+            if not self.read_some():
+                return None
+
+    def frames(self):
+        """Iterate over frames until a clean end of stream (one reading thread only)."""
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                return
+            yield frame
 
     def wait_readable(self, timeout):
         """False if nothing arrives within ``timeout`` seconds (True when it cannot tell)."""
@@ -114,25 +160,18 @@ class Transport(object):
             return True
         import select
 
-        ready, _, _ = select.select([fileno], [], [], timeout)
-        return bool(ready)
+        while True:
+            try:
+                ready, _, _ = select.select([fileno], [], [], timeout)
+                return bool(ready)
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
+                return True  # closed meanwhile: let the read say what happened
 
     def read_fileno(self):
-        """The descriptor frames are read from, or None."""
+        """The descriptor frames are read from, or None when it cannot be polled."""
         return None
-
-    def _read_large(self, already, length):
-        payload = bytearray(length)
-        pview = memoryview(payload)
-        have = len(already)
-        pview[:have] = already
-        while have < length:
-            n = self.readinto(pview[have:])
-            if not n:
-                raise GatewayLostError(
-                    "connection closed after %d of %d payload bytes" % (have, length))
-            have += n
-        return pview
 
     # -- writing ------------------------------------------------------------
     def send(self, msgtype, channel_id, parts=()):
