@@ -445,3 +445,13 @@ def test_an_item_larger_than_the_flow_control_window_follows_small_ones(gw):
     assert ch.receive(20) == len(big)
     assert ch.receive(20) == len(big)
     ch.close()
+
+
+def test_an_item_over_the_size_limit_is_refused_and_the_channel_stays_usable(gw):
+    from execwire._far import frames
+
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    with pytest.raises(execwire.DumpError, match="limit"):
+        ch.send(b"x" * (frames.MAX_PAYLOAD + 1))
+    ch.send(1)
+    assert ch.receive(10) == 1

@@ -27,6 +27,7 @@ except ImportError:  # Python 3.6
 
 from . import frames
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
+from .wire import DumpError
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
@@ -70,6 +71,9 @@ class Channel(object):
         cost = MIN_COST
         for part in parts:
             cost += len(part) if not isinstance(part, memoryview) else part.nbytes
+        if cost - MIN_COST > frames.MAX_PAYLOAD:
+            raise DumpError("cannot send an item of %d bytes on channel %d: the limit is %d bytes per "
+                            "item; send it in pieces" % (cost - MIN_COST, self.id, frames.MAX_PAYLOAD))
         with self._lock:
             # the receiver credits in batches, so less than a batch outstanding may be all
             # received: then even an item larger than the window may go

@@ -64,6 +64,7 @@ class BaseGateway(object):
         self._expect_end = False  # this side asked for the end
         self._baton = threading.Lock()  # held by the one thread reading frames
         self._reading_done = False
+        self._receiver_left = 0.0  # when a receiver last gave the baton back
 
     # -- channels -----------------------------------------------------------
     def newchannel(self):
@@ -106,8 +107,9 @@ class BaseGateway(object):
     # -- receiving ----------------------------------------------------------
     # One thread at a time reads frames: whoever holds the baton. A thread blocked
     # in receive() takes it and reads its own reply, which saves a thread hand-off
-    # per item; the reader thread only waits (without the baton) until data comes
-    # and reads what nobody else is reading.
+    # per item. The reader thread reads what nobody else is reading: it waits for
+    # data without the baton, and stays out of the way (LINGER) while receivers
+    # are at it, so their replies do not wake it too.
 
     def _receive_loop(self):
         """The reader thread: read and dispatch until the stream ends."""
@@ -116,8 +118,13 @@ class BaseGateway(object):
         try:
             while not self._reading_done:
                 pollable = transport.read_fileno() is not None
-                if pollable and not transport.has_frame():
-                    transport.wait_readable(None)  # without the baton: receivers may read meanwhile
+                if pollable:
+                    idle = _clock() - self._receiver_left
+                    if idle < LINGER or baton.locked():
+                        time.sleep(LINGER - idle if 0 <= idle < LINGER else LINGER)
+                        continue
+                    if not transport.has_frame():
+                        transport.wait_readable(None)  # without the baton: receivers may read meanwhile
                 with baton:
                     if self._reading_done:
                         break
@@ -182,6 +189,7 @@ class BaseGateway(object):
             self._reading_failed(exc)
         finally:
             baton.release()
+            self._receiver_left = _clock()
         return items.get(False)  # the end marker the failure put there
 
     def _reading_failed(self, exc):
@@ -432,6 +440,7 @@ def rinfo():
 
 
 MAX_IDLE_WORKERS = 16
+LINGER = 0.002  # seconds the reader thread leaves reading to receivers after one was active
 _traceback_lock = threading.Lock()
 
 
