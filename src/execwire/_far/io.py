@@ -22,6 +22,7 @@ from . import frames
 from .errors import GatewayLostError, ProtocolError
 
 BUFFER_SIZE = 256 * 1024
+LARGE_SPARE_MAX = 16 * 1024 * 1024
 _pack_header = frames.HEADER.pack
 _unpack_header = frames.HEADER.unpack_from
 _HSIZE = frames.HEADER_SIZE
@@ -49,6 +50,7 @@ class Transport(object):
         self._large = None  # payload of a frame larger than the buffer, being read
         self._large_have = 0
         self._large_frame = None
+        self._large_spare = None  # a large-frame buffer kept for the next one
         self.frames_read = 0
         self._last_write = 0.0
         self._frames_read_at_write = -1
@@ -86,12 +88,17 @@ class Transport(object):
             self.frames_read += 1
             return msgtype, channel_id, self._view[start + _HSIZE:frame_end]
         if _HSIZE + length > BUFFER_SIZE:  # larger than the buffer: read into one of its own
-            payload = bytearray(length)
+            payload = self._large_spare
+            if payload is None or len(payload) < length:
+                payload = bytearray(length)
+                if length <= LARGE_SPARE_MAX:
+                    self._large_spare = payload  # reused: fresh memory costs page faults every time
+            payload = memoryview(payload)[:length]
             have = end - start - _HSIZE
             payload[:have] = self._view[start + _HSIZE:end]
             self._large = payload
             self._large_have = have
-            self._large_frame = (msgtype, channel_id, memoryview(payload))
+            self._large_frame = (msgtype, channel_id, payload)
             self._rbuf_start = self._rbuf_end = 0
             return self.next_frame()
         return None
@@ -99,8 +106,7 @@ class Transport(object):
     def read_some(self):
         """One read from the peer into the buffer; False at a clean end of stream."""
         if self._large is not None:
-            view = memoryview(self._large)
-            n = self.readinto(view[self._large_have:])
+            n = self.readinto(self._large[self._large_have:])
             if not n:
                 raise GatewayLostError("connection closed after %d of %d payload bytes"
                                        % (self._large_have, len(self._large)))
