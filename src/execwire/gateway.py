@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import textwrap
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 
 DEBUG = bool(os.environ.get("EXECWIRE_DEBUG"))
 OutputHandler = Callable[["Gateway", int, bytes], None]
+
+
+@functools.lru_cache(maxsize=256)
+def _dedent(source: str) -> str:
+    """textwrap.dedent, remembered: the same code is often shipped again and again."""
+    return textwrap.dedent(source)
 
 
 class RInfo:
@@ -198,7 +205,7 @@ class Gateway(BaseGateway):
             filename = source.__file__ or f"<module {source.__name__}>"
             text = inspect.getsource(source)
         elif isinstance(source, str):
-            text = textwrap.dedent(source)
+            text = _dedent(source)
             filename = "<remote_exec>"
         elif callable(source):
             text, funcname, filename = function_source(source)

@@ -125,12 +125,17 @@ class BaseGateway(object):
                         continue
                     if not transport.has_frame():
                         transport.wait_readable(None)  # without the baton: receivers may read meanwhile
-                with baton:
+                contended = not baton.acquire(False)
+                if contended:
+                    baton.acquire()
+                try:
                     if self._reading_done:
                         break
-                    if pollable and not transport.has_frame() and not transport.wait_readable(0):
-                        continue  # a receiver took it
+                    if contended and pollable and not transport.has_frame() and not transport.wait_readable(0):
+                        continue  # the receiver that held the baton took it
                     self._read_and_dispatch()
+                finally:
+                    baton.release()
         except BaseException as exc:
             self._reading_failed(exc)
 

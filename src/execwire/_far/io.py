@@ -7,8 +7,8 @@ it before the next system call; a payload larger than the buffer is read straigh
 into a buffer of its own. Writing sends header and payload parts in one gathered
 write, so large payloads are never copied.
 
-Small frames sent in a burst (again within BURST_GAP seconds, with nothing read
-in between) are coalesced: they queue up while a flusher thread writes the
+Small frames sent in a burst (the third and later of frames sent each within
+BURST_GAP seconds of the last, with nothing read in between) are coalesced: they queue up while a flusher thread writes the
 previous batch, so a thousand small sends cost a few system calls. A frame sent
 after a pause or in reply to one just read is written at once, so round trips
 pay nothing for this. ``flush()`` writes what is queued (call it before closing).
@@ -54,6 +54,7 @@ class Transport(object):
         self.frames_read = 0
         self._last_write = 0.0
         self._frames_read_at_write = -1
+        self._burst = 0  # writes in a row that came quickly with nothing read between
         self._batch = []  # coalesced small frames the flusher will write
         self._batch_bytes = 0
         self._flushing = False  # the flusher owns the write side
@@ -196,8 +197,11 @@ class Transport(object):
                 if self._flush_error is not None:
                     raise self._flush_error
                 now = _clock()
-                if self._flushing or (now - self._last_write < BURST_GAP
-                                      and self.frames_read == self._frames_read_at_write):
+                if now - self._last_write < BURST_GAP and self.frames_read == self._frames_read_at_write:
+                    self._burst += 1  # another write soon after the last, nothing read in between
+                else:
+                    self._burst = 0
+                if self._flushing or self._burst >= 2:
                     while self._batch_bytes >= MAX_BATCH and self._flushing:
                         self._flush_done.wait()  # the flusher is behind: wait as for a full pipe
                     self._batch.append(frame)
