@@ -7,11 +7,12 @@ it before the next system call; a payload larger than the buffer is read straigh
 into a buffer of its own. Writing sends header and payload parts in one gathered
 write, so large payloads are never copied.
 
-Small frames sent in a burst (the third and later of frames sent each within
-BURST_GAP seconds of the last, with nothing read in between) are coalesced: they queue up while a flusher thread writes the
-previous batch, so a thousand small sends cost a few system calls. A frame sent
-after a pause or in reply to one just read is written at once, so round trips
-pay nothing for this. ``flush()`` writes what is queued (call it before closing).
+Small frames sent in a burst (the third and later of frames each sent within
+BURST_GAP seconds of the last, with nothing read in between) are coalesced: they
+queue up while a flusher thread writes the previous batch, so a thousand small
+sends cost a few system calls. A frame sent after a pause or in reply to one just
+read is written at once, so round trips pay nothing for this. ``flush()`` writes
+what is queued (call it before closing).
 """
 
 import os
