@@ -423,3 +423,19 @@ def test_gateway_after_failed_start_keeps_failing_with_the_same_error(group):
     with pytest.raises(execwire.GatewayStartError):
         gateway.remote_exec("pass")
     gateway.exit()
+
+
+def test_python_given_as_a_bare_version_means_that_python_on_path(tmp_path, monkeypatch, clean_default_group):
+    import sys
+
+    (tmp_path / "python3.99").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gw = execwire.makegateway("popen//python=3.99")
+    assert gw.remote_exec("import sys; channel.send(sys.executable)").receive(30) == str(tmp_path / "python3.99")
+    gw.exit()
+
+
+def test_a_command_that_is_not_found_is_named_in_the_start_error(clean_default_group):
+    gw = execwire.makegateway("popen//python=/usr/bin/env no-such-python-here")
+    with pytest.raises(execwire.GatewayStartError, match="127.*not found"):
+        gw.wait_ready(30)

@@ -165,6 +165,8 @@ class Gateway(BaseGateway):
                 if code is None:  # alive but talking nonsense: it is of no use
                     self._process.kill()
                 detail = f" (exit code {code})" if code is not None else ""
+                if code == 127:
+                    detail += "; 127 usually means a command was not found: check python= and PATH"
             message = (f"gateway {self.id!r} ({self.spec}): the far Python ended before it answered"
                        f"{detail}: {cause or 'no output'}")
         start_error = GatewayStartError(message)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -28,18 +29,28 @@ def python_argv(spec: XSpec, marshalled: bool = False, default_python: str | Non
     Without ``python=``, ``default_python`` is used (e.g. "python3" on an ssh
     host), or this interpreter.
     """
-    python = shlex.split(spec.python) if spec.python else [default_python or sys.executable]
-    if not python:
-        raise ValueError(f"key 'python' names no command in gateway spec {str(spec)!r}")
+    python = python_command(spec) or [default_python or sys.executable]
     flags = ["-B"] if spec.dont_write_bytecode else []
     return [*python, *flags, "-c", bootstrap.stage1(marshalled)]
+
+
+def python_command(spec: XSpec) -> list[str]:
+    """``python=`` as a command: split like a shell would; a bare version such as 3.12 means python3.12."""
+    if not spec.python:
+        return []
+    if re.fullmatch(r"\d+(\.\d+)?", spec.python):
+        return [f"python{spec.python}"]
+    words = shlex.split(spec.python)
+    if not words:
+        raise ValueError(f"key 'python' names no command in gateway spec {str(spec)!r}")
+    return words
 
 
 def is_this_interpreter(spec: XSpec) -> bool:
     """True when ``python=`` (or its absence) means the interpreter running this code."""
     if not spec.python:
         return True
-    words = shlex.split(spec.python)
+    words = python_command(spec)
     found = shutil.which(words[0]) if words else None
     return found is not None and os.path.realpath(found) == os.path.realpath(sys.executable)
 
