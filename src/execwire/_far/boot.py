@@ -138,11 +138,11 @@ class OutputForwarder(object):
         draining = False
         while fds:
             try:
-                ready, _, _ = select.select(fds, [], [], 0.05 if draining else None)
+                ready, _, _ = select.select(fds, [], [], 0 if draining else None)
             except InterruptedError:
                 continue
             if not ready:
-                return  # draining and nothing more came: subprocesses may hold the pipes open
+                return  # drained what was written before finish(); subprocesses may hold the pipes open
             for fd in ready:
                 if fd == self._wake_read:
                     draining = True
