@@ -27,7 +27,9 @@ except ImportError:  # Python 3.6
 
 from . import frames
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
+from .io import payload_size
 from .wire import DumpError
+from .wire import encode as _encode
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
@@ -67,13 +69,12 @@ class Channel(object):
         if self._closed:
             raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
         gateway = self.gateway
-        parts = gateway._encode(item)
-        cost = MIN_COST
-        for part in parts:
-            cost += len(part) if not isinstance(part, memoryview) else part.nbytes
-        if cost - MIN_COST > frames.MAX_PAYLOAD:
+        parts = _encode(item, Channel)
+        size = len(parts[0]) if len(parts) == 1 else payload_size(parts)
+        if size > frames.MAX_PAYLOAD:
             raise DumpError("cannot send an item of %d bytes on channel %d: the limit is %d bytes per "
-                            "item; send it in pieces" % (cost - MIN_COST, self.id, frames.MAX_PAYLOAD))
+                            "item; send it in pieces" % (size, self.id, frames.MAX_PAYLOAD))
+        cost = size + MIN_COST
         with self._lock:
             # the receiver credits in batches, so less than a batch outstanding may be all
             # received: then even an item larger than the window may go
@@ -81,7 +82,10 @@ class Channel(object):
                 self._send_credit -= cost
             else:
                 self._wait_for_credit(cost)
-        gateway._send(frames.DATA, self.id, parts)
+        if gateway._trace.enabled:
+            gateway._send(frames.DATA, self.id, parts)
+        else:
+            gateway._transport.send(frames.DATA, self.id, parts, size)
 
     def _wait_for_credit(self, cost):
         """Block (holding self._lock via the condition) until the receiver caught up."""

@@ -149,22 +149,26 @@ class BaseGateway(object):
 
     def _dispatch_buffered(self):
         """Dispatch the complete frames already read (the caller holds the baton)."""
-        next_frame = self._transport.next_frame
+        transport = self._transport
         channels = self._channels
         decode = wire.decode
+        trace = self._trace
         while True:
-            frame = next_frame()
-            if frame is None:
-                return
-            msgtype, channel_id, payload = frame
-            if self._trace.enabled:
-                self._trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
-            if msgtype == frames.DATA:
-                channel = channels.get(channel_id)
-                if channel is not None:  # items for a forgotten channel are dropped
-                    channel._deliver(decode(payload, self._channel_for), len(payload) + MIN_COST)
-            else:
-                self._dispatch(msgtype, channel_id, payload)
+            batch = transport.take_small_frames()
+            if not batch:
+                frame = transport.next_frame()
+                if frame is None:
+                    return
+                batch = (frame,)
+            for msgtype, channel_id, payload in batch:
+                if trace.enabled:
+                    trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
+                if msgtype == frames.DATA:
+                    channel = channels.get(channel_id)
+                    if channel is not None:  # items for a forgotten channel are dropped
+                        channel._deliver(decode(payload, self._channel_for), len(payload) + MIN_COST)
+                else:
+                    self._dispatch(msgtype, channel_id, payload)
 
     def _wait_item(self, items, timeout):
         """Take the next entry of ``items`` (a channel's queue), reading frames ourselves if we can."""
