@@ -199,7 +199,7 @@ class BaseGateway(object):
         finally:
             baton.release()
             self._receiver_left = _clock()
-        return items.get(False)  # the end marker the failure put there
+        return items.get()  # what the end put there (a channel's end marker, serve()'s None)
 
     def _reading_failed(self, exc):
         """Reading stopped (``exc`` None: clean end of stream): end every channel, once."""
@@ -321,7 +321,7 @@ class FarGateway(BaseGateway):
         reader.daemon = True
         reader.start()
         while True:
-            job = self._main_jobs.get()
+            job = self._wait_item(self._main_jobs, None)
             if job is None:
                 return
             self._execute(*job)
@@ -382,7 +382,7 @@ class FarGateway(BaseGateway):
                 if self._idle_workers >= MAX_IDLE_WORKERS:
                     return
                 self._idle_workers += 1
-            job = self._pool_jobs.get()
+            job = self._wait_item(self._pool_jobs, None)  # an idle worker reads: the next EXEC is its own
             if job is None:
                 return
 
