@@ -194,7 +194,7 @@ def unprivileged_user() -> Iterator[pwd.struct_passwd]:
     for tool in ("sudo", "useradd", "userdel"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Debian packages sudo, passwd)")
-    name = "execwire-test"
+    name = f"execwire-t{os.getpid()}"  # per run: a second run at the same time must not delete it under us
     created = False
     try:
         pwd.getpwnam(name)

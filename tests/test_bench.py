@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(20)
+# generous bounds: the quick round takes ~4 s idle but over 18 s on a busy 2-core machine with cold caches
+pytestmark = pytest.mark.timeout(150)
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 WORKLOAD_TITLES = (
@@ -29,7 +30,7 @@ def test_one_quick_round_prints_every_workload_and_target(tmp_path: Path) -> Non
     result = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--rounds", "1", "--systems", "execwire,execnet,raw,bare",
          "--json", str(report), "--chart", str(chart)],
-        capture_output=True, text=True, timeout=18,
+        capture_output=True, text=True, timeout=120,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -54,7 +55,7 @@ def test_one_quick_round_prints_every_workload_and_target(tmp_path: Path) -> Non
 
 def test_a_bad_option_names_the_choices() -> None:
     result = subprocess.run([sys.executable, str(BENCH), "--systems", "execwire,nosuch"],
-                            capture_output=True, text=True, timeout=10)
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown system 'nosuch'" in result.stderr
     assert "execnet" in result.stderr

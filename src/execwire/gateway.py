@@ -7,6 +7,7 @@ import os
 import sys
 import textwrap
 import threading
+import time
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,13 @@ class Gateway(BaseGateway):
             self._ready.set()
 
     def _wait_first_bytes(self) -> None:
-        if not self._transport.wait_readable(self.startup_timeout):
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._ready.is_set():  # a receiver may read the HELLO before we look
+            remaining = deadline - time.monotonic()
+            if remaining > 0 and self._transport.wait_readable(min(remaining, 0.05)):
+                return
+            if remaining > 0:
+                continue
             raise GatewayStartError(
                 f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
                 f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
@@ -175,7 +182,8 @@ class Gateway(BaseGateway):
 
     def _dispatch_special(self, msgtype: int, channel_id: int, payload: memoryview) -> None:
         if msgtype == frames.OUTPUT:
-            self.output_handler(self, channel_id, bytes(payload))
+            # on the callback thread: a slow or failing handler must not hold up reading
+            self._schedule_callback(None, self._emit_output, (channel_id, bytes(payload)), 0)
         elif msgtype == frames.HELLO:
             hello = wire.decode(payload)
             if "error" in hello:
@@ -184,6 +192,9 @@ class Gateway(BaseGateway):
             self._ready.set()
         else:
             super()._dispatch_special(msgtype, channel_id, payload)
+
+    def _emit_output(self, output: tuple[int, bytes]) -> None:
+        self.output_handler(self, output[0], output[1])
 
     def wait_ready(self, timeout: float | None = None) -> Gateway:
         """Block until the far side has answered; raise GatewayStartError if it failed."""
@@ -271,18 +282,30 @@ class Gateway(BaseGateway):
             self._exited = True
         self._trace("exit requested")
         self._expect_end = True
-        try:
-            self._send(frames.TERMINATE, 0)
-        except GatewayLostError:
-            pass
-        self._transport.flush(final=True)
-        self._transport.close_write()
+        deadline = time.monotonic() + timeout
+        # telling the far side may block on a far side that stopped reading: bounded by the timeout
+        goodbye = threading.Thread(target=self._say_goodbye, name=f"execwire-exit-{self.id}", daemon=True)
+        goodbye.start()
+        goodbye.join(timeout)
         if self._process is not None:
-            self._process.stop(timeout)
-        self._reader.join(timeout if self._process is None else 1.0)
+            self._process.stop(max(deadline - time.monotonic(), 0.0))  # then SIGTERM, then SIGKILL
+        self._reader.join(max(deadline - time.monotonic(), 0.0) if self._process is None else 1.0)
         self._transport.close()
+        if self._reader.is_alive():
+            self._reading_failed(None)  # wake every waiter even if the reader is stuck
+        callbacks = self._callback_thread
+        if callbacks is not None and callbacks is not threading.current_thread():
+            callbacks.join(1.0)  # output still on its way is shown before exit() returns
         if self._group is not None:
             self._group._unregister(self)
+
+    def _say_goodbye(self) -> None:
+        try:
+            self._send(frames.TERMINATE, 0)
+            self._transport.flush(final=True)
+        except GatewayLostError:
+            pass
+        self._transport.close_write()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the reader has stopped (execnet name)."""

@@ -17,6 +17,7 @@ limit. An item larger than the window goes once less than a batch is outstanding
 
 import struct
 import threading
+import time
 
 try:
     from _queue import Empty  # 3.7+: a C queue, cheapest hand-off
@@ -31,11 +32,17 @@ from .io import payload_size
 from .wire import DumpError
 from .wire import encode as _encode
 
+try:
+    _clock = time.monotonic
+except AttributeError:  # pragma: no cover
+    _clock = time.time
+
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
 WINDOW = 8 * 1024 * 1024
 MIN_COST = 128
 _CREDIT_BATCH = WINDOW // 4
+CLOSE_WAIT = 5.0  # close() waits at most this long for sends already under way
 _credit = struct.Struct("!Q")
 
 
@@ -59,6 +66,7 @@ class Channel(object):
         self._send_credit = WINDOW  # bytes we may still send before the peer receives
         self._credit_waiters = None  # a Condition, made when a sender first has to wait
         self._received_cost = 0  # bytes received but not yet credited back
+        self._sending = 0  # sends between their closed check and the end of their write
 
     def __repr__(self):
         return "<Channel id=%d %s>" % (self.id, "closed" if self._closed else "open")
@@ -76,16 +84,25 @@ class Channel(object):
                             "item; send it in pieces" % (size, self.id, frames.MAX_PAYLOAD))
         cost = size + MIN_COST
         with self._lock:
+            if self._closed:
+                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
             # the receiver credits in batches, so less than a batch outstanding may be all
             # received: then even an item larger than the window may go
             if self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH:
                 self._send_credit -= cost
             else:
                 self._wait_for_credit(cost)
-        if gateway._trace.enabled:
-            gateway._send(frames.DATA, self.id, parts)
-        else:
-            gateway._transport.send(frames.DATA, self.id, parts, size)
+            self._sending += 1  # close() waits for us, so CLOSE never overtakes this item
+        try:
+            if gateway._trace.enabled:
+                gateway._send(frames.DATA, self.id, parts)
+            else:
+                gateway._transport.send(frames.DATA, self.id, parts, size)
+        finally:
+            with self._lock:
+                self._sending -= 1
+                if self._credit_waiters is not None:
+                    self._credit_waiters.notify_all()
 
     def _wait_for_credit(self, cost):
         """Block (holding self._lock via the condition) until the receiver caught up."""
@@ -128,6 +145,13 @@ class Channel(object):
             was_closed = self._closed
             self._closed = True
             self._close_reason = self._close_reason or "it was closed by this side"
+            if self._sending or self._credit_waiters is not None:
+                if self._credit_waiters is None:
+                    self._credit_waiters = threading.Condition(self._lock)
+                self._credit_waiters.notify_all()  # senders waiting for credit give up now
+                deadline = _clock() + CLOSE_WAIT
+                while self._sending and _clock() < deadline:  # items being written go first
+                    self._credit_waiters.wait(0.05)
         if not was_closed and not self._receive_closed.is_set():
             try:
                 if error is None:
@@ -197,15 +221,19 @@ class Channel(object):
             self._items = None
             self._callback = callback
             self._endmarker = endmarker
-            while True:
-                try:
-                    entry = items.get(False)
-                except Empty:
-                    break
-                if entry is ENDMARKER:
-                    self._schedule_end()
-                    break
-                self.gateway._schedule_callback(self, callback, entry[0], entry[1])
+            self._drain_to_callback(items)
+
+    def _drain_to_callback(self, items):
+        """Hand the entries of the old queue to the callback (holding self._lock)."""
+        while True:
+            try:
+                entry = items.get(False)
+            except Empty:
+                return
+            if entry is ENDMARKER:
+                self._schedule_end()
+                return
+            self.gateway._schedule_callback(self, self._callback, entry[0], entry[1])
 
     def makefile(self, mode="w", proxyclose=False):
         """A file-like view: "w" sends what is written, "r" reads received str or bytes."""
@@ -220,6 +248,10 @@ class Channel(object):
         items = self._items
         if items is not None:
             items.put((item, cost))
+            if self._items is items:
+                return
+            with self._lock:  # setcallback() took the queue meanwhile: the callback gets what is left
+                self._drain_to_callback(items)
             return
         with self._lock:
             items = self._items
@@ -233,7 +265,8 @@ class Channel(object):
         with self._lock:
             if not sendonly and not self._closed:
                 self._closed = True
-                self._close_reason = "the other side closed it"
+                self._close_reason = ("the gateway is gone: %s" % error if isinstance(error, GatewayLostError)
+                                      else "the other side closed it")
             if self._credit_waiters is not None:
                 self._credit_waiters.notify_all()
         self._end_receiving(error)

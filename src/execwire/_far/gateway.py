@@ -60,6 +60,8 @@ class BaseGateway(object):
         self._channels_lock = threading.Lock()
         self._next_channel_id = self._first_channel_id
         self._callback_queue = None
+        self._callback_running = False
+        self._callback_thread = None
         self._connection_error = None  # set when the reader stopped
         self._expect_end = False  # this side asked for the end
         self._baton = threading.Lock()  # held by the one thread reading frames
@@ -115,29 +117,33 @@ class BaseGateway(object):
         """The reader thread: read and dispatch until the stream ends."""
         transport = self._transport
         baton = self._baton
-        try:
-            while not self._reading_done:
-                pollable = transport.read_fileno() is not None
-                if pollable:
-                    idle = _clock() - self._receiver_left
-                    if idle < LINGER or baton.locked():
-                        time.sleep(LINGER - idle if 0 <= idle < LINGER else LINGER)
-                        continue
-                    if not transport.has_frame():
-                        transport.wait_readable(None)  # without the baton: receivers may read meanwhile
-                contended = not baton.acquire(False)
-                if contended:
-                    baton.acquire()
+        while not self._reading_done:
+            pollable = transport.read_fileno() is not None
+            if pollable:
+                idle = _clock() - self._receiver_left
+                if idle < LINGER or not baton.acquire(False):
+                    time.sleep(LINGER - idle if 0 <= idle < LINGER else LINGER)
+                    continue
                 try:
-                    if self._reading_done:
-                        break
-                    if contended and pollable and not transport.has_frame() and not transport.wait_readable(0):
-                        continue  # the receiver that held the baton took it
-                    self._read_and_dispatch()
+                    buffered = transport.has_frame()  # the buffer is only looked at with the baton
                 finally:
                     baton.release()
-        except BaseException as exc:
-            self._reading_failed(exc)
+                if not buffered:
+                    transport.wait_readable(None)  # without the baton: receivers may read meanwhile
+            contended = not baton.acquire(False)
+            if contended:
+                baton.acquire()
+            try:
+                if self._reading_done:
+                    return
+                if contended and pollable and not transport.has_frame() and not transport.wait_readable(0):
+                    continue  # the receiver that held the baton took it
+                self._read_and_dispatch()
+            except BaseException as exc:
+                self._reading_failed(exc)  # before giving the baton back: nobody may block on a dead stream
+                return
+            finally:
+                baton.release()
 
     def _read_and_dispatch(self):
         """One read, then dispatch every complete frame (the caller holds the baton)."""
@@ -192,8 +198,10 @@ class BaseGateway(object):
                         self._reading_failed(None)
                         break
                 self._dispatch_buffered()
-        except Empty:
-            raise
+                if deadline is not None and _clock() >= deadline:
+                    return items.get(False)  # Empty: time is up, even while other channels keep it busy
+        except (Empty, KeyboardInterrupt, SystemExit):
+            raise  # Ctrl-C interrupts this receive, not the gateway; the reader thread reads on
         except BaseException as exc:
             self._reading_failed(exc)
         finally:
@@ -256,32 +264,37 @@ class BaseGateway(object):
 
     # -- callbacks ----------------------------------------------------------
     def _schedule_callback(self, channel, callback, item, cost):
-        queue = self._callback_queue
-        if queue is None:
-            with self._channels_lock:
-                if self._callback_queue is None:
-                    self._callback_queue = _Queue()
-                    thread = threading.Thread(target=self._callback_loop, name="execwire-callbacks")
-                    thread.daemon = True
-                    thread.start()
-                queue = self._callback_queue
-        queue.put((channel, callback, item, cost))
+        """Run ``callback(item)`` on the callback thread, after those scheduled before."""
+        with self._channels_lock:
+            if self._callback_queue is None:
+                self._callback_queue = _Queue()
+            self._callback_queue.put((channel, callback, item, cost))
+            if not self._callback_running:
+                self._callback_running = True
+                self._callback_thread = threading.Thread(target=self._callback_loop, name="execwire-callbacks")
+                self._callback_thread.daemon = True
+                self._callback_thread.start()
 
     def _callback_loop(self):
         queue = self._callback_queue
         while True:
             job = queue.get()
             if job is None:
-                if self._connection_error is not None and queue.empty():
-                    return
+                with self._channels_lock:
+                    if self._connection_error is not None and queue.empty():
+                        self._callback_running = False  # a later callback starts a new thread
+                        return
                 continue
             channel, callback, item, cost = job
             try:
                 callback(item)
             except Exception:
                 text = format_exception(sys.exc_info())
-                self._trace("callback on channel", channel.id, "failed:", text)
-                channel.close(error=text)
+                if channel is None:
+                    sys.stderr.write("execwire: a callback of gateway %s failed:\n%s" % (self.id, text))
+                else:
+                    self._trace("callback on channel", channel.id, "failed:", text)
+                    channel.close(error=text)
             if cost:
                 channel._took(cost)
 

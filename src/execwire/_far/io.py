@@ -234,7 +234,7 @@ class Transport(object):
                     self._burst += 1  # another write soon after the last, nothing read in between
                 else:
                     self._burst = 0
-                if self._flushing or self._burst >= 2:
+                if (self._flushing or self._burst >= 2) and not self._flush_stop:
                     while self._batch_bytes >= MAX_BATCH and self._flushing:
                         self._flush_done.wait()  # the flusher is behind: wait as for a full pipe
                     self._batch.append(frame)
@@ -250,8 +250,8 @@ class Transport(object):
                     self.write_all([memoryview(frame)[written:]])
             return
         with self._write_lock:
-            while self._flushing:  # large parts are not copied: write them ourselves, in order
-                self._flush_done.wait()
+            while self._flushing and not self.closed:  # large parts are not copied: write them in order
+                self._flush_done.wait(0.5)
             if self.closed:
                 raise GatewayLostError("connection already closed")
             self.write_all([head] + list(parts))
@@ -279,7 +279,7 @@ class Transport(object):
                     self._batch = []
                     self._batch_bytes = 0
                     self._flush_done.notify_all()
-                    if not batch or self._flush_error is not None:
+                    if not batch or self._flush_error is not None or self.closed:
                         self._flushing = False
                         if self._flush_stop:
                             return
@@ -411,6 +411,10 @@ class SocketTransport(Transport):
 
     def close(self):
         self.close_write()
+        try:
+            self.sock.shutdown(2)  # SHUT_RDWR: wakes a thread blocked reading it; close() alone does not
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:

@@ -9,6 +9,7 @@ as long as the gateway made through it (or gateway ID, if that ends first).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import secrets
@@ -214,6 +215,8 @@ class SocketClientTransport(SocketTransport):
     def close(self) -> None:
         self.close_write()
         if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading; close() alone does not
             self.sock.close()
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
