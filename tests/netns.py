@@ -11,8 +11,10 @@ This machine reaches the hosts through a gateway that runs inside the hub
 (``exec=ip netns exec HUB python``): ``ssh=10.213.0.2//ssh_config=...//via=hub``.
 The ssh_config sends keepalives every second (ServerAliveInterval 1,
 ServerAliveCountMax 3), so a cut link (``cut(i)``) is noticed within seconds.
-Teardown kills every process in the namespaces and deletes them (and so the
-links). Skips, saying why, where ``ip netns add`` is not permitted.
+The namespaces live for a module (fixture ``netns_network``); ``netns_hosts``
+brings every cut link up again after each test. Teardown kills every process in
+the namespaces and deletes them (and so the links). Skips, saying why, where
+``ip netns add`` is not permitted.
 (PYTEST_DONT_REWRITE: test modules import this before pytest loads it.)
 """
 
@@ -48,6 +50,7 @@ class Netns:
     hosts: list[NetnsHost]
     ssh_config: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    cut_hosts: set[int] = field(default_factory=set)  # links taken down by cut(), brought up again by heal()
 
     def hub_spec(self, gateway_id: str = "hub") -> str:
         """A gateway that runs inside the hub namespace (this machine's Python, same files)."""
@@ -61,6 +64,13 @@ class Netns:
     def cut(self, index: int) -> None:
         """Take host ``index``'s link down on the hub side: its packets go nowhere from now on."""
         ip("-n", self.hub, "link", "set", self.hosts[index].hub_link, "down")
+        self.cut_hosts.add(index)
+
+    def heal(self) -> None:
+        """Bring every cut link up again, so that the next test finds all hosts reachable."""
+        for index in sorted(self.cut_hosts):
+            ip("-n", self.hub, "link", "set", self.hosts[index].hub_link, "up")
+        self.cut_hosts.clear()
 
 
 def ip(*args: str) -> None:
@@ -88,8 +98,17 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], log: Path, timeo
         time.sleep(0.02)
 
 
+@pytest.fixture
+def netns_hosts(netns_network: Netns) -> Iterator[Netns]:
+    """The namespaces of ``netns_network``, with every link up again after the test (whatever order tests run in)."""
+    try:
+        yield netns_network
+    finally:
+        netns_network.heal()
+
+
 @pytest.fixture(scope="module")
-def netns_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Netns]:
+def netns_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Netns]:
     """A hub and HOSTS host namespaces linked to it, each host running sshd on port 22."""
     require_openssh()
     if shutil.which("ip") is None:

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import pid_gone, wait_until, write_wrapper
+from conftest import pid_gone, wait_until
 
 import execwire
 
@@ -97,15 +97,28 @@ def test_terminate_leaves_no_process_behind(group):
 
 
 def test_gateways_of_a_group_start_side_by_side(group, tmp_path):
-    # each far interpreter takes a second to start, as a slow ssh login would
-    slow = write_wrapper(tmp_path, "slow-python", "sleep 1")
-    started = time.monotonic()
+    # each far interpreter's start waits (up to 6 s, as a slow ssh login would) until all 4 have begun: a
+    # rendezvous, not a stopwatch (a time bound here was at the mercy of a busy machine); started one by one,
+    # the first ones wait alone and say so
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    slow = tmp_path / "rendezvous-python"
+    slow.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        f"folder = {str(arrived)!r}\n"
+        "open(os.path.join(folder, str(os.getpid())), 'w').close()\n"
+        "deadline = time.monotonic() + 6\n"
+        "while len(os.listdir(folder)) < 4 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "os.environ['RENDEZVOUS'] = 'all 4 starting' if len(os.listdir(folder)) == 4 else 'started alone'\n"
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n")
+    slow.chmod(0o755)
     for _ in range(4):
         group.makegateway(f"popen//python={slow}")
-    answers = group.remote_exec("channel.send(channel.gateway.id)").receive_each()
-    elapsed = time.monotonic() - started
-    assert answers == ["gw0", "gw1", "gw2", "gw3"]
-    assert elapsed < 3.0, f"4 gateways that take 1 s each to start took {elapsed:.1f} s: started one by one?"
+    multi = group.remote_exec("import os\nchannel.send((channel.gateway.id, os.environ['RENDEZVOUS']))")
+    answers = multi.receive_each()
+    assert answers == [(f"gw{number}", "all 4 starting") for number in range(4)], "started one by one?"
 
 
 # -- the default group ---------------------------------------------------------------------------------------

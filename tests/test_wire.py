@@ -72,7 +72,7 @@ data = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a busy CI machine
 @given(data)
 def test_round_trip_preserves_values_and_exact_types(obj):
     assert_round_trip(obj)
