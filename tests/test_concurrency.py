@@ -505,7 +505,7 @@ def test_receive_timeout_is_kept_while_other_channels_have_traffic(pair):
     feeds = []
 
     def traffic_before_each_check(frame: FrameType, event: str, arg: object) -> None:
-        """Before every wait for data, another channel's item arrives 20 ms later (for 0.6 s in all)."""
+        """Before every wait for data, another channel's item arrives 20 ms later (for 0.6 s in all, more than 0.45)."""
         if len(feeds) < 30:
             time.sleep(0.02)
             busy_ours.send(len(feeds))
@@ -517,7 +517,7 @@ def test_receive_timeout_is_kept_while_other_channels_have_traffic(pair):
     assert outcome.done.wait(10)
     elapsed = time.monotonic() - started
     assert isinstance(outcome.error, execwire.TimeoutError), repr(outcome.error)
-    assert elapsed < 0.3, f"receive(timeout=0.05) took {elapsed:.2f} s while another channel had traffic"
+    assert elapsed < 0.45, f"receive(timeout=0.05) took {elapsed:.2f} s while another channel had traffic"
 
 
 def test_slow_output_handler_does_not_stretch_receive_timeout(group):
