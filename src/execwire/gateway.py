@@ -130,13 +130,12 @@ class Gateway(BaseGateway):
         deadline = time.monotonic() + self.startup_timeout
         while not self._ready.is_set():  # a receiver may read the HELLO before we look
             remaining = deadline - time.monotonic()
-            if remaining > 0 and self._transport.wait_readable(min(remaining, 0.05)):
+            if remaining <= 0:
+                raise GatewayStartError(
+                    f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
+                    f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
+            if self._transport.wait_readable(min(remaining, 0.05)):
                 return
-            if remaining > 0:
-                continue
-            raise GatewayStartError(
-                f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
-                f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
 
     def _start_failed(self, error: GatewayStartError) -> None:
         self._start_error = error
