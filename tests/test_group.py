@@ -229,3 +229,15 @@ def test_multichannel_of_channels_on_one_gateway(gw):
     multi = execwire.MultiChannel(channels)
     assert len(multi) == 5 and multi[2] is channels[2]
     assert multi.receive_each() == [0, 1, 2, 3, 4]
+
+
+def test_gateways_and_groups_are_context_managers():
+    with execwire.Group() as group:
+        with group.makegateway("popen") as gw:
+            pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
+        assert gw.state == "closed"
+        assert wait_until(lambda: pid_gone(pid), 10)
+        other = group.makegateway("popen")
+        other_pid = other.remote_exec("import os; channel.send(os.getpid())").receive(30)
+    assert len(group) == 0
+    assert wait_until(lambda: pid_gone(other_pid), 10)

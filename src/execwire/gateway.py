@@ -306,6 +306,12 @@ class Gateway(BaseGateway):
             pass
         self._transport.close_write()
 
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.exit()
+
     def join(self, timeout: float | None = None) -> None:
         """Wait until the reader has stopped (execnet name)."""
         self._reader.join(timeout)

@@ -112,6 +112,12 @@ class Group:
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
 
+    def __enter__(self) -> Group:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.terminate()
+
     def _cleanup_atexit(self) -> None:
         self.terminate(timeout=1.0)
 
