@@ -231,7 +231,7 @@ def test_pip_install_of_the_checkout_gives_a_working_execwire_command(tmp_path: 
     assert build.returncode == 0, build.stdout + build.stderr
     [wheel] = wheels.glob("execwire-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "execwire/_far/boot.py" in names and "execwire/cli.py" in names, names
+    assert "execwire/_far/boot.py" in names and "execwire/cli/__init__.py" in names, names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"

@@ -334,7 +334,10 @@ class FarGateway(BaseGateway):
         reader.daemon = True
         reader.start()
         while True:
-            job = self._wait_item(self._main_jobs, None)
+            if self.execmodel == "main_thread_only":
+                job = self._wait_item(self._main_jobs, None)  # the main thread runs the code: it reads too
+            else:
+                job = self._main_jobs.get()  # reading is left to idle workers, whose next job it is
             if job is None:
                 return
             self._execute(*job)
