@@ -36,9 +36,12 @@ def serve_socket(sock):
 def serve(transport, redirect_output):
     """Read CONFIG, apply it, say HELLO and run until told to stop; then exit."""
     try:
-        msgtype, _channel_id, payload = next(transport.frames())
-    except (StopIteration, GatewayLostError):
+        frame = transport.read_frame()
+    except GatewayLostError:
+        frame = None
+    if frame is None:
         os._exit(0)  # the controller left before saying anything
+    msgtype, _channel_id, payload = frame
     if msgtype != frames.CONFIG:
         _fail(transport, "expected a CONFIG frame first, got %s" % frames.NAMES.get(msgtype))
     config = wire.decode(payload)

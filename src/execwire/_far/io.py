@@ -186,14 +186,6 @@ class Transport(object):
             if not self.read_some():
                 return None
 
-    def frames(self):
-        """Iterate over frames until a clean end of stream (one reading thread only)."""
-        while True:
-            frame = self.read_frame()
-            if frame is None:
-                return
-            yield frame
-
     def wait_readable(self, timeout):
         """False if nothing arrives within ``timeout`` seconds (True when it cannot tell)."""
         fileno = self.read_fileno()
