@@ -39,6 +39,7 @@ except AttributeError:  # pragma: no cover
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
+_TAKE_BATON = object()  # put in a waiting receiver's queue: the gateway's baton is free, take it
 WINDOW = 8 * 1024 * 1024
 MIN_COST = 128
 _CREDIT_BATCH = WINDOW // 4
@@ -76,33 +77,47 @@ class Channel(object):
         """Send ``item`` (a value of a basic type, or a channel) to the other side."""
         if self._closed:
             raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-        gateway = self.gateway
         parts = _encode(item, Channel)
         size = len(parts[0]) if len(parts) == 1 else payload_size(parts)
         if size > frames.MAX_PAYLOAD:
             raise DumpError("cannot send an item of %d bytes on channel %d: the limit is %d bytes per "
                             "item; send it in pieces" % (size, self.id, frames.MAX_PAYLOAD))
         cost = size + MIN_COST
-        with self._lock:
-            if self._closed:
-                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-            # the receiver credits in batches, so less than a batch outstanding may be all
-            # received: then even an item larger than the window may go
-            if self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH:
-                self._send_credit -= cost
-            else:
-                self._wait_for_credit(cost)
+        lock = self._lock
+        lock.acquire()  # not `with`: this is the hot path
+        credit = self._send_credit
+        # the receiver credits in batches, so less than a batch outstanding may be all
+        # received: then even an item larger than the window may go
+        if not self._closed and (credit >= cost or WINDOW - credit < _CREDIT_BATCH):
+            self._send_credit = credit - cost
             self._sending += 1  # close() waits for us, so CLOSE never overtakes this item
+            lock.release()
+        else:
+            lock.release()
+            self._reserve(cost)
         try:
+            gateway = self.gateway
             if gateway._trace.enabled:
                 gateway._send(frames.DATA, self.id, parts)
             else:
                 gateway._transport.send(frames.DATA, self.id, parts, size)
         finally:
-            with self._lock:
-                self._sending -= 1
-                if self._credit_waiters is not None:
-                    self._credit_waiters.notify_all()
+            lock.acquire()
+            self._sending -= 1
+            if self._credit_waiters is not None:
+                self._credit_waiters.notify_all()
+            lock.release()
+
+    def _reserve(self, cost):
+        """The slow way to start a send: wait for credit, or fail if the channel closed."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
+            if self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH:
+                self._send_credit -= cost
+            else:
+                self._wait_for_credit(cost)
+            self._sending += 1
 
     def _wait_for_credit(self, cost):
         """Block (holding self._lock via the condition) until the receiver caught up."""
@@ -123,11 +138,15 @@ class Channel(object):
 
     def _took(self, cost):
         """We took an item of ``cost`` bytes: give credit back in batches."""
-        with self._lock:
-            self._received_cost += cost
-            if self._received_cost < _CREDIT_BATCH:
-                return
-            amount, self._received_cost = self._received_cost, 0
+        lock = self._lock
+        lock.acquire()
+        received = self._received_cost = self._received_cost + cost
+        if received < _CREDIT_BATCH:
+            lock.release()
+            return
+        self._received_cost = 0
+        lock.release()
+        amount = received
         try:
             self.gateway._send(frames.CREDIT, self.id, (_credit.pack(amount),))
         except GatewayLostError:
@@ -176,13 +195,17 @@ class Channel(object):
         items = self._items
         if items is None:
             raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
-        try:
+        entry = _TAKE_BATON
+        if not items.empty():  # cheaper than catching Empty
             try:
                 entry = items.get(False)
+            except Empty:  # another receiver took it
+                pass
+        if entry is _TAKE_BATON:
+            try:
+                entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0), True)
             except Empty:
-                entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0))
-        except Empty:
-            raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
+                raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
         if entry is ENDMARKER:
             items.put(ENDMARKER)  # for the next receiver
             raise self._end_error()
@@ -202,8 +225,17 @@ class Channel(object):
 
     def waitclose(self, timeout=None):
         """Wait until the other side will send no more; raise its error if it failed."""
-        if not self._receive_closed.wait(timeout):
-            raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
+        closed = self._receive_closed
+        if not closed.is_set():
+            # wait the way receive() does: reading the CLOSE frame ourselves if nobody else reads
+            waiter = _ItemQueue()
+            if closed.add_queue(waiter):
+                try:
+                    self.gateway._wait_item(waiter, None if timeout is None else max(timeout, 0), True)
+                except Empty:
+                    closed.remove_queue(waiter)
+                    if not closed.is_set():
+                        raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
         if self._error is not None:
             raise self._error
 
@@ -230,6 +262,8 @@ class Channel(object):
                 entry = items.get(False)
             except Empty:
                 return
+            if entry is _TAKE_BATON:
+                continue
             if entry is ENDMARKER:
                 self._schedule_end()
                 return
@@ -316,7 +350,25 @@ class _Flag(object):
             self._set = True
             waiters, self._waiters = self._waiters or (), None
         for waiter in waiters:
-            waiter.release()
+            if isinstance(waiter, _LockType):
+                waiter.release()
+            else:
+                waiter.put(True)
+
+    def add_queue(self, queue):
+        """Put True into ``queue`` when set; False if it is set already."""
+        with self._lock:
+            if self._set:
+                return False
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(queue)
+            return True
+
+    def remove_queue(self, queue):
+        with self._lock:
+            if self._waiters is not None and queue in self._waiters:
+                self._waiters.remove(queue)
 
     def wait(self, timeout=None):
         if self._set:
@@ -341,6 +393,7 @@ class _Flag(object):
 
 
 _new_lock = threading.Lock
+_LockType = type(_new_lock())
 
 
 class ChannelFile(object):

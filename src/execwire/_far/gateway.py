@@ -14,7 +14,7 @@ import threading
 import time
 
 from . import frames, wire
-from .channel import MIN_COST, Channel, _credit
+from .channel import _TAKE_BATON, MIN_COST, Channel, _credit
 from .errors import GatewayLostError, ProtocolError, RemoteError
 
 try:
@@ -28,6 +28,13 @@ try:
     _clock = time.monotonic
 except AttributeError:  # pragma: no cover
     _clock = time.time
+
+_unpack_header = frames.HEADER.unpack_from
+_HSIZE = frames.HEADER_SIZE
+_MAGIC = frames.MAGIC
+_KNOWN_TYPES = frames.NAMES
+_DATA = frames.DATA
+SMALL_FRAME = 4096  # payloads up to this size are decoded where they lie in the read buffer
 
 
 class Tracer(object):
@@ -67,6 +74,7 @@ class BaseGateway(object):
         self._baton = threading.Lock()  # held by the one thread reading frames
         self._reading_done = False
         self._receiver_left = 0.0  # when a receiver last gave the baton back
+        self._baton_wanted = []  # queues of receivers waiting for the baton, oldest first
 
     # -- channels -----------------------------------------------------------
     def newchannel(self):
@@ -110,19 +118,22 @@ class BaseGateway(object):
     # One thread at a time reads frames: whoever holds the baton. A thread blocked
     # in receive() takes it and reads its own reply, which saves a thread hand-off
     # per item. The reader thread reads what nobody else is reading: it waits for
-    # data without the baton, and stays out of the way (LINGER) while receivers
-    # are at it, so their replies do not wake it too.
+    # data without the baton, never waits for the baton, and stays out of the way
+    # (LINGER) while receivers are at it, so their replies do not wake it too.
+    # A receiver that finds the baton taken waits on its queue; whoever gives the
+    # baton back wakes one such receiver to take it over.
 
     def _receive_loop(self):
         """The reader thread: read and dispatch until the stream ends."""
         transport = self._transport
         baton = self._baton
+        pollable = transport.read_fileno() is not None
         while not self._reading_done:
-            pollable = transport.read_fileno() is not None
             if pollable:
-                idle = _clock() - self._receiver_left
-                if idle < LINGER or not baton.acquire(False):
-                    time.sleep(LINGER - idle if 0 <= idle < LINGER else LINGER)
+                if self._receiver_is_active():
+                    continue
+                if not baton.acquire(False):
+                    time.sleep(LINGER)  # a receiver is reading
                     continue
                 try:
                     buffered = transport.has_frame()  # the buffer is only looked at with the baton
@@ -130,20 +141,43 @@ class BaseGateway(object):
                     baton.release()
                 if not buffered:
                     transport.wait_readable(None)  # without the baton: receivers may read meanwhile
-            contended = not baton.acquire(False)
-            if contended:
-                baton.acquire()
+                    if self._receiver_is_active() or not baton.acquire(False):
+                        continue  # a receiver may be reading it
+                    if not transport.has_frame() and not transport.wait_readable(0):
+                        baton.release()
+                        continue  # a receiver took it
+                elif not baton.acquire(False):
+                    continue
+            else:
+                baton.acquire()  # receivers never read a stream that cannot be polled
             try:
                 if self._reading_done:
                     return
-                if contended and pollable and not transport.has_frame() and not transport.wait_readable(0):
-                    continue  # the receiver that held the baton took it
                 self._read_and_dispatch()
             except BaseException as exc:
                 self._reading_failed(exc)  # before giving the baton back: nobody may block on a dead stream
                 return
             finally:
                 baton.release()
+            if self._baton_wanted:
+                self._receiver_left = _clock()  # the woken receiver reads from now on
+                self._hand_over_baton()
+
+    def _receiver_is_active(self):
+        """Sleep and say True while a receiver gave the baton back less than LINGER ago."""
+        idle = _clock() - self._receiver_left
+        if 0 <= idle < LINGER:
+            time.sleep(LINGER - idle)
+            return True
+        return False
+
+    def _hand_over_baton(self):
+        """Wake one receiver waiting for the baton (the caller just gave it back)."""
+        try:
+            items = self._baton_wanted.pop(0)
+        except IndexError:  # another thread woke it first
+            return
+        items.put(_TAKE_BATON)
 
     def _read_and_dispatch(self):
         """One read, then dispatch every complete frame (the caller holds the baton)."""
@@ -156,39 +190,94 @@ class BaseGateway(object):
     def _dispatch_buffered(self):
         """Dispatch the complete frames already read (the caller holds the baton)."""
         transport = self._transport
-        channels = self._channels
-        decode = wire.decode
-        trace = self._trace
         while True:
-            batch = transport.take_small_frames()
-            if not batch:
-                frame = transport.next_frame()
-                if frame is None:
+            self._dispatch_small_frames()
+            frame = transport.next_frame()  # a large one, or the bad one, whose error it raises
+            if frame is None:
+                return
+            msgtype, channel_id, payload = frame
+            if self._trace.enabled:
+                self._trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
+            if msgtype == frames.DATA:
+                channel = self._channels.get(channel_id)
+                if channel is not None:  # items for a forgotten channel are dropped
+                    channel._deliver(wire.decode(payload, self._channel_for), len(payload) + MIN_COST)
+            else:
+                self._dispatch(msgtype, channel_id, payload)
+
+    def _dispatch_small_frames(self):
+        """Dispatch the small frames at the front of the read buffer, decoding them in place.
+
+        The hot path for many small items: no copy and no tuple per frame. Stops
+        at a large, incomplete or malformed frame, which next_frame() handles.
+        """
+        transport = self._transport
+        buf, start, end = transport.unparsed()
+        if buf is None:
+            return
+        channels = self._channels
+        trace = self._trace
+        decode_at = wire.decode_at
+        factory = self._channel_for
+        count = 0
+        try:
+            while end - start >= _HSIZE:
+                magic, msgtype, channel_id, length = _unpack_header(buf, start)
+                if magic != _MAGIC or msgtype not in _KNOWN_TYPES or length > SMALL_FRAME:
                     return
-                batch = (frame,)
-            for msgtype, channel_id, payload in batch:
+                body = start + _HSIZE
+                frame_end = body + length
+                if frame_end > end:
+                    return
+                start = frame_end
+                count += 1
                 if trace.enabled:
-                    trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
-                if msgtype == frames.DATA:
+                    trace("recv", frames.NAMES[msgtype], channel_id, length, "bytes")
+                if msgtype == _DATA:
                     channel = channels.get(channel_id)
                     if channel is not None:  # items for a forgotten channel are dropped
-                        channel._deliver(decode(payload, self._channel_for), len(payload) + MIN_COST)
+                        channel._deliver(decode_at(buf, body, frame_end, factory), length + MIN_COST)
                 else:
-                    self._dispatch(msgtype, channel_id, payload)
+                    self._dispatch(msgtype, channel_id, bytes(buf[body:frame_end]))
+        finally:
+            transport.consumed(start, count)
 
-    def _wait_item(self, items, timeout):
-        """Take the next entry of ``items`` (a channel's queue), reading frames ourselves if we can."""
-        transport = self._transport
-        baton = self._baton
-        if self._reading_done or transport.read_fileno() is None or not baton.acquire(False):
-            return items.get(True, timeout) if timeout is not None else items.get()
-        try:
-            deadline = None if timeout is None else _clock() + timeout
-            while True:
+    def _wait_item(self, items, timeout, want_baton=False):
+        """Take the next entry of ``items`` (a queue), reading frames ourselves if we can.
+
+        ``want_baton``: if another thread holds the baton, ask to be woken to take
+        it over when it is given back (a channel receiver). Idle exec workers do
+        not ask: they would wake each other for nothing.
+        """
+        deadline = None if timeout is None else _clock() + timeout
+        while True:
+            if self._reading_done or self._transport.read_fileno() is None:
+                entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
+            elif self._baton.acquire(False):
+                return self._read_for(items, deadline)
+            elif not want_baton:
+                entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
+            else:
+                wanted = self._baton_wanted
+                wanted.append(items)
+                if self._baton.acquire(False):  # given back before we asked: nobody would wake us
+                    _remove(wanted, items)
+                    return self._read_for(items, deadline)
                 try:
-                    return items.get(False)
-                except Empty:
-                    pass
+                    entry = _get(items, None if deadline is None else max(deadline - _clock(), 0))
+                finally:
+                    _remove(wanted, items)
+            if entry is not _TAKE_BATON:
+                return entry
+
+    def _read_for(self, items, deadline):
+        """Read and dispatch frames until ``items`` has an entry (holding the baton)."""
+        transport = self._transport
+        try:
+            while True:
+                entry = _take(items)
+                if entry is not _NOTHING:
+                    return entry
                 if self._reading_done:
                     break
                 if not transport.has_frame():
@@ -199,15 +288,23 @@ class BaseGateway(object):
                         break
                 self._dispatch_buffered()
                 if deadline is not None and _clock() >= deadline:
-                    return items.get(False)  # Empty: time is up, even while other channels keep it busy
+                    entry = _take(items)
+                    if entry is _NOTHING:
+                        raise Empty  # time is up, even while other channels keep it busy
+                    return entry
         except (Empty, KeyboardInterrupt, SystemExit):
             raise  # Ctrl-C interrupts this receive, not the gateway; the reader thread reads on
         except BaseException as exc:
             self._reading_failed(exc)
         finally:
-            baton.release()
+            self._baton.release()
             self._receiver_left = _clock()
-        return items.get()  # what the end put there (a channel's end marker, serve()'s None)
+            if self._baton_wanted:
+                self._hand_over_baton()
+        while True:
+            entry = items.get()  # what the end put there (a channel's end marker, serve()'s None)
+            if entry is not _TAKE_BATON:
+                return entry
 
     def _reading_failed(self, exc):
         """Reading stopped (``exc`` None: clean end of stream): end every channel, once."""
@@ -462,6 +559,33 @@ def rinfo():
         "cwd": os.getcwd(),
         "pid": os.getpid(),
     }
+
+
+def _get(items, timeout):
+    """Block for the next entry of ``items``; Empty after ``timeout`` seconds (None: no limit)."""
+    return items.get() if timeout is None else items.get(True, timeout)
+
+
+def _take(items):
+    """The next entry of ``items``, skipping stale wake-ups; _NOTHING if there is none."""
+    while not items.empty():
+        try:
+            entry = items.get(False)
+        except Empty:  # another receiver took it
+            break
+        if entry is not _TAKE_BATON:
+            return entry
+    return _NOTHING
+
+
+_NOTHING = object()
+
+
+def _remove(waiting, items):
+    try:
+        waiting.remove(items)
+    except ValueError:  # already taken off by the thread that woke us
+        pass
 
 
 MAX_IDLE_WORKERS = 16

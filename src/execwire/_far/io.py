@@ -24,7 +24,6 @@ from .errors import GatewayLostError, ProtocolError
 
 BUFFER_SIZE = 256 * 1024
 LARGE_SPARE_MAX = 16 * 1024 * 1024
-SMALL_FRAME = 4096  # payloads up to this size are copied out of the buffer in batches
 _pack_header = frames.HEADER.pack
 _unpack_header = frames.HEADER.unpack_from
 _HSIZE = frames.HEADER_SIZE
@@ -114,29 +113,20 @@ class Transport(object):
             return self.next_frame()
         return None
 
-    def take_small_frames(self):
-        """Every complete small frame at the front of the buffer, payloads copied to bytes; no I/O.
+    def unparsed(self):
+        """(buffer, start, end): the bytes read but not parsed yet; buffer None during a large frame.
 
-        The fast path for many small messages: one call instead of one per frame.
-        Stops at a large or incomplete frame (next_frame() handles those).
+        With consumed(), the fast path for many small frames: the gateway parses
+        and decodes them where they lie (see BaseGateway._dispatch_small_frames).
         """
-        taken = []
         if self._large is not None:
-            return taken
-        buf = self._buf
-        start, end = self._rbuf_start, self._rbuf_end
-        while end - start >= _HSIZE:
-            magic, msgtype, channel_id, length = _unpack_header(buf, start)
-            if magic != _MAGIC or msgtype not in _KNOWN_TYPES or length > SMALL_FRAME:
-                break  # next_frame() says what is wrong, or reads the large one
-            frame_end = start + _HSIZE + length
-            if frame_end > end:
-                break
-            taken.append((msgtype, channel_id, bytes(buf[start + _HSIZE:frame_end])))
-            start = frame_end
-        self._rbuf_start = start
-        self.frames_read += len(taken)
-        return taken
+            return None, 0, 0
+        return self._buf, self._rbuf_start, self._rbuf_end
+
+    def consumed(self, position, count):
+        """The caller parsed ``count`` frames of unparsed(), up to ``position``."""
+        self._rbuf_start = position
+        self.frames_read += count
 
     def read_some(self):
         """One read from the peer into the buffer; False at a clean end of stream."""
@@ -213,33 +203,9 @@ class Transport(object):
             length = payload_size(parts)
         if length > frames.MAX_PAYLOAD:
             raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (length, frames.MAX_PAYLOAD))
-        head = _pack_header(frames.MAGIC, msgtype, channel_id, length)
+        head = _pack_header(_MAGIC, msgtype, channel_id, length)
         if length < 65536:  # small: one contiguous buffer, one system call
-            frame = head + parts[0] if len(parts) == 1 else head + b"".join(parts)
-            with self._write_lock:
-                if self.closed:
-                    raise GatewayLostError("connection already closed")
-                if self._flush_error is not None:
-                    raise self._flush_error
-                now = _clock()
-                if now - self._last_write < BURST_GAP and self.frames_read == self._frames_read_at_write:
-                    self._burst += 1  # another write soon after the last, nothing read in between
-                else:
-                    self._burst = 0
-                if (self._flushing or self._burst >= 2) and not self._flush_stop:
-                    while self._batch_bytes >= MAX_BATCH and self._flushing:
-                        self._flush_done.wait()  # the flusher is behind: wait as for a full pipe
-                    self._batch.append(frame)
-                    self._batch_bytes += len(frame)
-                    self._last_write = now
-                    if not self._flushing:
-                        self._start_flush()
-                    return
-                self._last_write = now
-                self._frames_read_at_write = self.frames_read
-                written = self.write(frame)
-                if written != len(frame):
-                    self.write_all([memoryview(frame)[written:]])
+            self._send_small(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
             return
         with self._write_lock:
             while self._flushing and not self.closed:  # large parts are not copied: write them in order
@@ -248,6 +214,36 @@ class Transport(object):
                 raise GatewayLostError("connection already closed")
             self.write_all([head] + list(parts))
             self._last_write = _clock()
+
+    def _send_small(self, frame):
+        """Write a small frame at once, or queue it for the flusher during a burst."""
+        lock = self._write_lock
+        lock.acquire()  # not `with`: this is the hot path
+        try:
+            if self.closed:
+                raise GatewayLostError("connection already closed")
+            if self._flush_error is not None:
+                raise self._flush_error
+            now = _clock()
+            if now - self._last_write < BURST_GAP and self.frames_read == self._frames_read_at_write:
+                self._burst += 1  # another write soon after the last, nothing read in between
+            else:
+                self._burst = 0
+            self._last_write = now
+            if (self._flushing or self._burst >= 2) and not self._flush_stop:
+                while self._batch_bytes >= MAX_BATCH and self._flushing:
+                    self._flush_done.wait()  # the flusher is behind: wait as for a full pipe
+                self._batch.append(frame)
+                self._batch_bytes += len(frame)
+                if not self._flushing:
+                    self._start_flush()
+                return
+            self._frames_read_at_write = self.frames_read
+            written = self.write(frame)
+            if written != len(frame):
+                self.write_all([memoryview(frame)[written:]])
+        finally:
+            lock.release()
 
     # -- coalescing ---------------------------------------------------------
     def _start_flush(self):

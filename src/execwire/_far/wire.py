@@ -90,6 +90,12 @@ _CONTAINERS = {
 }
 
 
+_FLAT_MAX = 32  # items in a tuple or list that _encode_flat tries
+_FLAT_BYTES_MAX = 512  # bodies that _decode_flat tries
+_FLAT_HEADS = {tuple: _CONTAINERS[tuple][0], list: _CONTAINERS[list][0]}
+_NOT_FLAT = object()
+
+
 def _blob(out, parts, data, short, op32):
     """Append a length-prefixed byte string; a big one becomes its own part."""
     n = len(data)
@@ -209,6 +215,48 @@ def encode(obj, channel_type=None):
     Instances of ``channel_type`` (if given) are encoded as references to
     their ``.id``. Raises DumpError naming the unsupported type and its path.
     """
+    t = type(obj)
+    if t is tuple or t is list:
+        if len(obj) <= _FLAT_MAX:
+            flat = _encode_flat(obj, t)
+            if flat is not None:
+                return [flat]
+    elif t is int and -128 <= obj < 128:
+        return [_INT8[obj]]
+    return _encode(obj, channel_type)
+
+
+def _encode_flat(seq, t):
+    """The common case made cheap: a short tuple or list of small scalars; None otherwise."""
+    out = bytearray(_FLAT_HEADS[t][len(seq)])
+    for x in seq:
+        t = type(x)
+        if t is str:
+            b = x.encode("utf-8", "surrogatepass")
+            if len(b) >= 256:
+                return None
+            out += _STR8[len(b)]
+            out += b
+        elif t is int:
+            if -128 <= x < 128:
+                out += _INT8[x]
+            elif -0x80000000 <= x <= 0x7FFFFFFF:
+                out += _pack_op_i32(0x69, x)
+            else:
+                return None
+        elif t is float:
+            out += _pack_op_f64(0x64, x)
+        elif x is None:
+            out += b"N"
+        elif t is bool:
+            out += b"T" if x else b"F"
+        else:
+            return None
+    return out
+
+
+def _encode(obj, channel_type):
+    """Encode any value: containers are walked with an explicit stack, not recursion."""
     out = bytearray()
     parts = []
     stack = []  # (iterator, container, child) of every open container
@@ -349,7 +397,86 @@ def decode(buf, channel_factory=None):
     Channel references become ``channel_factory(id)``. Raises LoadError for
     any malformed input.
     """
-    return _decode(_as_bytes_like(buf), 0, channel_factory)
+    buf = _as_bytes_like(buf)
+    if 0 < len(buf) <= _FLAT_BYTES_MAX:
+        value = _decode_flat(buf, 0, len(buf))
+        if value is not _NOT_FLAT:
+            return value
+    return _decode(buf, 0, channel_factory)
+
+
+def decode_at(buf, start, end, channel_factory=None):
+    """Decode the body ``buf[start:end]`` (bytes or bytearray), small ones without a copy."""
+    if 0 < end - start <= _FLAT_BYTES_MAX:
+        value = _decode_flat(buf, start, end)
+        if value is not _NOT_FLAT:
+            return value
+    return _decode(bytes(buf[start:end]), 0, channel_factory)
+
+
+def _decode_flat(buf, start, end):
+    """The common case made cheap: a small scalar, or a short tuple or list of them.
+
+    Reads ``buf[start:end]`` and nothing outside it. Returns _NOT_FLAT for
+    anything else, malformed input included: the general decoder then decodes
+    it or says what is wrong.
+    """
+    op = buf[start]
+    if op == 0x75 or op == 0x6C:  # u l
+        pos = start + 2
+        if pos > end:
+            return _NOT_FLAT
+        vals = []
+        append = vals.append
+        for _ in range(buf[start + 1]):
+            if pos >= end:
+                return _NOT_FLAT
+            op = buf[pos]
+            if op == 0x73:  # s
+                if pos + 2 > end:
+                    return _NOT_FLAT
+                e = pos + 2 + buf[pos + 1]
+                if e > end:
+                    return _NOT_FLAT
+                try:
+                    append(str(buf[pos + 2:e], "utf-8", "surrogatepass"))
+                except UnicodeDecodeError:
+                    return _NOT_FLAT
+                pos = e
+            elif op == 0x62:  # b
+                if pos + 2 > end:
+                    return _NOT_FLAT
+                append(_SIGNED8[buf[pos + 1]])
+                pos += 2
+            elif op == 0x69:  # i
+                if pos + 5 > end:
+                    return _NOT_FLAT
+                append(_unpack_i32(buf, pos + 1)[0])
+                pos += 5
+            elif op == 0x64:  # d
+                if pos + 9 > end:
+                    return _NOT_FLAT
+                append(_unpack_f64(buf, pos + 1)[0])
+                pos += 9
+            elif op == 0x4E:  # N
+                append(None)
+                pos += 1
+            elif op == 0x54 or op == 0x46:  # T F
+                append(op == 0x54)
+                pos += 1
+            else:
+                return _NOT_FLAT
+        if pos != end:
+            return _NOT_FLAT
+        return tuple(vals) if buf[start] == 0x75 else vals
+    size = end - start
+    if op == 0x62 and size == 2:  # b
+        return _SIGNED8[buf[start + 1]]
+    if op == 0x69 and size == 5:  # i
+        return _unpack_i32(buf, start + 1)[0]
+    if op == 0x4E and size == 1:  # N
+        return None
+    return _NOT_FLAT
 
 
 def _as_bytes_like(buf):
