@@ -288,6 +288,7 @@ class Gateway(BaseGateway):
         goodbye.join(timeout)
         if self._process is not None:
             self._process.stop(max(deadline - time.monotonic(), 0.0))  # then SIGTERM, then SIGKILL
+            self._wait_flag(self._ended, 1.0)  # read what it said last, as a receiver would
         self._reader.join(max(deadline - time.monotonic(), 0.0) if self._process is None else 1.0)
         self._transport.close()
         if self._reader.is_alive():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -138,6 +139,8 @@ class Process:
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code, or None if it is still running after ``timeout``."""
+        if timeout is not None and self.popen.returncode is None and not _exited_within(self.popen.pid, timeout):
+            return self.popen.poll()
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -166,3 +169,24 @@ class Process:
             self.kill()
             code = self.popen.returncode
         return code
+
+
+def _exited_within(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` for process ``pid`` to end; True if it did (or if we cannot tell).
+
+    A pidfd wakes us the moment the process ends, where Popen.wait(timeout)
+    polls with sleeps that double up to 50 ms, which made every exit() slower
+    by a few milliseconds.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return True
+    try:
+        fd = pidfd_open(pid)
+    except OSError:  # already reaped, or no pidfd support in this kernel
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
+        return bool(ready)
+    finally:
+        os.close(fd)

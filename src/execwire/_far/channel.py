@@ -225,17 +225,9 @@ class Channel(object):
 
     def waitclose(self, timeout=None):
         """Wait until the other side will send no more; raise its error if it failed."""
-        closed = self._receive_closed
-        if not closed.is_set():
-            # wait the way receive() does: reading the CLOSE frame ourselves if nobody else reads
-            waiter = _ItemQueue()
-            if closed.add_queue(waiter):
-                try:
-                    self.gateway._wait_item(waiter, None if timeout is None else max(timeout, 0), True)
-                except Empty:
-                    closed.remove_queue(waiter)
-                    if not closed.is_set():
-                        raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
+        # waits the way receive() does: reads the CLOSE frame itself if nobody else is reading
+        if not self.gateway._wait_flag(self._receive_closed, None if timeout is None else max(timeout, 0)):
+            raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
         if self._error is not None:
             raise self._error
 

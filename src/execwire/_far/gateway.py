@@ -14,7 +14,7 @@ import threading
 import time
 
 from . import frames, wire
-from .channel import _TAKE_BATON, MIN_COST, Channel, _credit
+from .channel import _TAKE_BATON, MIN_COST, Channel, _credit, _Flag
 from .errors import GatewayLostError, ProtocolError, RemoteError
 
 try:
@@ -75,6 +75,9 @@ class BaseGateway(object):
         self._reading_done = False
         self._receiver_left = 0.0  # when a receiver last gave the baton back
         self._baton_wanted = []  # queues of receivers waiting for the baton, oldest first
+        self._ended = _Flag()  # set once reading stopped and every channel was told
+        self._reader_alarm = threading.Lock()  # released to cut the reader thread's lingering short
+        self._reader_alarm.acquire()
 
     # -- channels -----------------------------------------------------------
     def newchannel(self):
@@ -133,7 +136,7 @@ class BaseGateway(object):
                 if self._receiver_is_active():
                     continue
                 if not baton.acquire(False):
-                    time.sleep(LINGER)  # a receiver is reading
+                    self._reader_alarm.acquire(True, LINGER)  # a receiver is reading
                     continue
                 try:
                     buffered = transport.has_frame()  # the buffer is only looked at with the baton
@@ -167,7 +170,7 @@ class BaseGateway(object):
         """Sleep and say True while a receiver gave the baton back less than LINGER ago."""
         idle = _clock() - self._receiver_left
         if 0 <= idle < LINGER:
-            time.sleep(LINGER - idle)
+            self._reader_alarm.acquire(True, LINGER - idle)  # a sleep that the end cuts short
             return True
         return False
 
@@ -270,6 +273,20 @@ class BaseGateway(object):
             if entry is not _TAKE_BATON:
                 return entry
 
+    def _wait_flag(self, flag, timeout):
+        """Wait until ``flag`` (a _Flag) is set, reading frames meanwhile like a receiver; False on timeout."""
+        if flag.is_set():
+            return True
+        waiter = _Queue()
+        if not flag.add_queue(waiter):
+            return True
+        try:
+            self._wait_item(waiter, timeout, True)
+        except Empty:
+            flag.remove_queue(waiter)
+            return flag.is_set()
+        return True
+
     def _read_for(self, items, deadline):
         """Read and dispatch frames until ``items`` has an entry (holding the baton)."""
         transport = self._transport
@@ -358,6 +375,11 @@ class BaseGateway(object):
             channel._remote_closed(error)
         if self._callback_queue is not None:
             self._callback_queue.put(None)
+        self._ended.set()
+        try:
+            self._reader_alarm.release()  # the reader thread stops lingering and sees the end
+        except RuntimeError:  # released already
+            pass
 
     # -- callbacks ----------------------------------------------------------
     def _schedule_callback(self, channel, callback, item, cost):
