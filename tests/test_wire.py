@@ -429,6 +429,63 @@ def test_fuzz_mutated_encodings(obj, draw):
     decode_or_load_error(bytes(raw))
 
 
+# -- the fast paths agree with the general encoder and decoder ---------------------
+
+flat_scalar = (st.none() | st.booleans() | st.integers(-2 ** 40, 2 ** 40) | st.floats()
+               | st.text(alphabet=st.characters(exclude_categories=()), max_size=300))
+flat = st.lists(flat_scalar, max_size=40) | st.lists(flat_scalar, max_size=40).map(tuple) | flat_scalar
+
+
+@FUZZ
+@given(flat)
+def test_fast_encoding_is_the_general_encoding(obj):
+    assert b"".join(wire.encode(obj)) == b"".join(wire._encode(obj, None))
+
+
+@FUZZ
+@given(flat, st.binary(max_size=8), st.binary(max_size=8))
+def test_fast_decoding_in_place_agrees_with_the_general_decoder(obj, before, after):
+    raw = body(obj)
+    expected = typed(wire._decode(raw, 0, None))
+    buffer = bytearray(before + raw + after)  # as in a read buffer: other frames on both sides
+    value = wire.decode_flat(buffer, len(before), len(before) + len(raw))
+    assert value is wire.NOT_FLAT or typed(value) == expected
+    if isinstance(obj, (list, tuple)) and all(map(takes_fast_path, obj)):
+        assert value is not wire.NOT_FLAT, "a flat container missed the fast path"
+
+
+def takes_fast_path(item):
+    """What decode_flat decodes inside a tuple or list."""
+    if type(item) is int:
+        return -2 ** 31 <= item < 2 ** 31
+    if type(item) is str:
+        return len(item.encode("utf-8", "surrogatepass")) < 256
+    return True  # None, bool, float
+
+
+@FUZZ
+@given(flat, st.data())
+def test_fast_decoding_never_accepts_what_the_general_decoder_refuses(obj, draw):
+    raw = bytearray(body(obj))
+    for _ in range(draw.draw(st.integers(1, 3))):
+        i = draw.draw(st.integers(0, max(len(raw) - 1, 0)))
+        action = draw.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip" and raw:
+            raw[i] ^= draw.draw(st.integers(1, 255))
+        elif action == "cut":
+            del raw[i:]
+        else:
+            raw[i:i] = draw.draw(st.binary(min_size=1, max_size=3))
+    padded = bytearray(raw) + b"u\x05s\xff"  # bytes after the body must never be read as part of it
+    value = wire.decode_flat(padded, 0, len(raw))
+    try:
+        expected = wire._decode(bytes(raw), 0, None)
+    except wire.LoadError:
+        assert value is wire.NOT_FLAT
+    else:
+        assert value is wire.NOT_FLAT or typed(value) == typed(expected)
+
+
 # -- the module itself: far-side constraints -------------------------------------
 
 WIRE_PATH = wire.__file__

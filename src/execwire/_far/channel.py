@@ -138,15 +138,16 @@ class Channel(object):
 
     def _took(self, cost):
         """We took an item of ``cost`` bytes: give credit back in batches."""
-        lock = self._lock
-        lock.acquire()
-        received = self._received_cost = self._received_cost + cost
-        if received < _CREDIT_BATCH:
-            lock.release()
-            return
-        self._received_cost = 0
-        lock.release()
-        amount = received
+        with self._lock:
+            received = self._received_cost + cost
+            if received < _CREDIT_BATCH:
+                self._received_cost = received
+                return
+            self._received_cost = 0
+        self._give_credit(received)
+
+    def _give_credit(self, amount):
+        """Tell the sender it may send ``amount`` bytes more."""
         try:
             self.gateway._send(frames.CREDIT, self.id, (_credit.pack(amount),))
         except GatewayLostError:
@@ -209,8 +210,19 @@ class Channel(object):
         if entry is ENDMARKER:
             items.put(ENDMARKER)  # for the next receiver
             raise self._end_error()
-        self._took(entry[1])
-        return entry[0]
+        item, cost = entry
+        # _took(cost), inlined: this is the hot path
+        lock = self._lock
+        lock.acquire()
+        received = self._received_cost + cost
+        if received < _CREDIT_BATCH:
+            self._received_cost = received
+            lock.release()
+            return item
+        self._received_cost = 0
+        lock.release()
+        self._give_credit(received)
+        return item
 
     def __iter__(self):
         return self

@@ -34,6 +34,7 @@ _HSIZE = frames.HEADER_SIZE
 _MAGIC = frames.MAGIC
 _KNOWN_TYPES = frames.NAMES
 _DATA = frames.DATA
+_NOT_FLAT = wire.NOT_FLAT
 SMALL_FRAME = 4096  # payloads up to this size are decoded where they lie in the read buffer
 
 
@@ -219,14 +220,13 @@ class BaseGateway(object):
         if buf is None:
             return
         channels = self._channels
-        trace = self._trace
-        decode_at = wire.decode_at
-        factory = self._channel_for
+        tracing = self._trace.enabled
+        decode_flat = wire.decode_flat
         count = 0
         try:
             while end - start >= _HSIZE:
                 magic, msgtype, channel_id, length = _unpack_header(buf, start)
-                if magic != _MAGIC or msgtype not in _KNOWN_TYPES or length > SMALL_FRAME:
+                if magic != _MAGIC or length > SMALL_FRAME or msgtype not in _KNOWN_TYPES:
                     return
                 body = start + _HSIZE
                 frame_end = body + length
@@ -234,12 +234,15 @@ class BaseGateway(object):
                     return
                 start = frame_end
                 count += 1
-                if trace.enabled:
-                    trace("recv", frames.NAMES[msgtype], channel_id, length, "bytes")
+                if tracing:
+                    self._trace("recv", frames.NAMES[msgtype], channel_id, length, "bytes")
                 if msgtype == _DATA:
                     channel = channels.get(channel_id)
                     if channel is not None:  # items for a forgotten channel are dropped
-                        channel._deliver(decode_at(buf, body, frame_end, factory), length + MIN_COST)
+                        value = decode_flat(buf, body, frame_end)
+                        if value is _NOT_FLAT:
+                            value = wire.decode(bytes(buf[body:frame_end]), self._channel_for)
+                        channel._deliver(value, length + MIN_COST)
                 else:
                     self._dispatch(msgtype, channel_id, bytes(buf[body:frame_end]))
         finally:

@@ -91,9 +91,9 @@ _CONTAINERS = {
 
 
 _FLAT_MAX = 32  # items in a tuple or list that _encode_flat tries
-_FLAT_BYTES_MAX = 512  # bodies that _decode_flat tries
+_FLAT_BYTES_MAX = 512  # bodies that decode() first tries with decode_flat()
 _FLAT_HEADS = {tuple: _CONTAINERS[tuple][0], list: _CONTAINERS[list][0]}
-_NOT_FLAT = object()
+NOT_FLAT = object()
 
 
 def _blob(out, parts, data, short, op32):
@@ -399,84 +399,64 @@ def decode(buf, channel_factory=None):
     """
     buf = _as_bytes_like(buf)
     if 0 < len(buf) <= _FLAT_BYTES_MAX:
-        value = _decode_flat(buf, 0, len(buf))
-        if value is not _NOT_FLAT:
+        value = decode_flat(buf, 0, len(buf))
+        if value is not NOT_FLAT:
             return value
     return _decode(buf, 0, channel_factory)
 
 
-def decode_at(buf, start, end, channel_factory=None):
-    """Decode the body ``buf[start:end]`` (bytes or bytearray), small ones without a copy."""
-    if 0 < end - start <= _FLAT_BYTES_MAX:
-        value = _decode_flat(buf, start, end)
-        if value is not _NOT_FLAT:
-            return value
-    return _decode(bytes(buf[start:end]), 0, channel_factory)
-
-
-def _decode_flat(buf, start, end):
+def decode_flat(buf, start, end):
     """The common case made cheap: a small scalar, or a short tuple or list of them.
 
-    Reads ``buf[start:end]`` and nothing outside it. Returns _NOT_FLAT for
-    anything else, malformed input included: the general decoder then decodes
-    it or says what is wrong.
+    Reads ``buf[start:end]`` (bytes or bytearray) where it lies. Returns NOT_FLAT
+    for anything else, malformed input included: decode() then decodes it or
+    says what is wrong. An item that runs past ``end`` leaves ``pos`` beyond it
+    (or raises), so checking ``pos == end`` at the end is enough.
     """
+    if end - start < 2:
+        if end - start == 1 and buf[start] == 0x4E:  # N
+            return None
+        return NOT_FLAT
     op = buf[start]
     if op == 0x75 or op == 0x6C:  # u l
         pos = start + 2
-        if pos > end:
-            return _NOT_FLAT
         vals = []
         append = vals.append
-        for _ in range(buf[start + 1]):
-            if pos >= end:
-                return _NOT_FLAT
-            op = buf[pos]
-            if op == 0x73:  # s
-                if pos + 2 > end:
-                    return _NOT_FLAT
-                e = pos + 2 + buf[pos + 1]
-                if e > end:
-                    return _NOT_FLAT
-                try:
-                    append(str(buf[pos + 2:e], "utf-8", "surrogatepass"))
-                except UnicodeDecodeError:
-                    return _NOT_FLAT
-                pos = e
-            elif op == 0x62:  # b
-                if pos + 2 > end:
-                    return _NOT_FLAT
-                append(_SIGNED8[buf[pos + 1]])
-                pos += 2
-            elif op == 0x69:  # i
-                if pos + 5 > end:
-                    return _NOT_FLAT
-                append(_unpack_i32(buf, pos + 1)[0])
-                pos += 5
-            elif op == 0x64:  # d
-                if pos + 9 > end:
-                    return _NOT_FLAT
-                append(_unpack_f64(buf, pos + 1)[0])
-                pos += 9
-            elif op == 0x4E:  # N
-                append(None)
-                pos += 1
-            elif op == 0x54 or op == 0x46:  # T F
-                append(op == 0x54)
-                pos += 1
-            else:
-                return _NOT_FLAT
+        try:
+            for _ in range(buf[start + 1]):
+                op = buf[pos]
+                if op == 0x73:  # s
+                    e = pos + 2 + buf[pos + 1]
+                    append(buf[pos + 2:e].decode("utf-8", "surrogatepass"))
+                    pos = e
+                elif op == 0x62:  # b
+                    append(_SIGNED8[buf[pos + 1]])
+                    pos += 2
+                elif op == 0x69:  # i
+                    append(_unpack_i32(buf, pos + 1)[0])
+                    pos += 5
+                elif op == 0x64:  # d
+                    append(_unpack_f64(buf, pos + 1)[0])
+                    pos += 9
+                elif op == 0x4E:  # N
+                    append(None)
+                    pos += 1
+                elif op == 0x54 or op == 0x46:  # T F
+                    append(op == 0x54)
+                    pos += 1
+                else:
+                    return NOT_FLAT
+        except (IndexError, struct.error, UnicodeDecodeError):
+            return NOT_FLAT
         if pos != end:
-            return _NOT_FLAT
+            return NOT_FLAT
         return tuple(vals) if buf[start] == 0x75 else vals
     size = end - start
     if op == 0x62 and size == 2:  # b
         return _SIGNED8[buf[start + 1]]
     if op == 0x69 and size == 5:  # i
         return _unpack_i32(buf, start + 1)[0]
-    if op == 0x4E and size == 1:  # N
-        return None
-    return _NOT_FLAT
+    return NOT_FLAT
 
 
 def _as_bytes_like(buf):
