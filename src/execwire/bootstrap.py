@@ -15,7 +15,9 @@ modules at every start; marshal data is only valid for the same Python version.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import marshal
+import types
 import zlib
 from pathlib import Path
 
@@ -68,10 +70,10 @@ def far_sources() -> dict[str, str]:
     return {name: (folder / f"{name}.py").read_text(encoding="utf-8") for name in FAR_MODULES}
 
 
-def _stage2_text(codes: str) -> str:
+def _stage2_text(sources: str, codes: str) -> str:
     return (_STAGE2_TEMPLATE.replace("@PACKAGE@", repr(FAR_PACKAGE))
             .replace("@NAMES@", repr(FAR_MODULES))
-            .replace("@SOURCES@", repr(far_sources()))
+            .replace("@SOURCES@", sources)
             .replace("@CODES@", codes))
 
 
@@ -79,19 +81,30 @@ def _stage2_text(codes: str) -> str:
 def stage2(marshalled: bool = False) -> bytes:
     """The compressed far-side program (built once per process and form)."""
     if not marshalled:
-        return zlib.compress(_stage2_text("None").encode("utf-8"), 9)
-    codes = "{%s}" % ", ".join(
-        f"{name!r}: marshal.loads({marshal.dumps(compile(source, f'execwire/_far/{name}.py', 'exec'))!r})"
-        for name, source in far_sources().items())
-    program = compile("import marshal\n" + _stage2_text(codes), "<execwire stage 2>", "exec")
-    return zlib.compress(marshal.dumps(program), 9)
+        return zlib.compress(_stage2_text(repr(far_sources()), "None").encode("utf-8"), 9)
+    # the far side runs marshal.loads(...) of (program, its globals); the module code comes from
+    # the import system, which reuses this interpreter's bytecode cache where it can. It travels
+    # through a local pipe, so quick compression beats small.
+    program = compile(_stage2_text("SOURCES", "CODES"), "<execwire stage 2>", "exec")
+    codes = {name: _module_code(name) for name in FAR_MODULES}
+    return zlib.compress(marshal.dumps((program, {"SOURCES": far_sources(), "CODES": codes})), 1)
+
+
+def _module_code(name: str) -> types.CodeType:
+    """The code of far module ``name``, as this interpreter's import system would load it."""
+    fullname = f"{__package__}._far.{name}"
+    spec = importlib.util.find_spec(fullname)
+    code = spec.loader.get_code(fullname) if spec is not None and spec.loader is not None else None  # type: ignore[attr-defined]
+    if code is None:  # no loader that gives code: compile the source
+        code = compile(far_sources()[name], f"execwire/_far/{name}.py", "exec")
+    return code
 
 
 @functools.cache
 def stage1(marshalled: bool = False) -> str:
     """The ``python -c`` program: version check, then read and run stage 2."""
     marker = frames.TOO_OLD_MARKER.decode("ascii")
-    run = "exec(marshal.loads(zlib.decompress(d)))" if marshalled else "exec(zlib.decompress(d))"
+    run = "exec(*marshal.loads(zlib.decompress(d)))" if marshalled else "exec(zlib.decompress(d))"
     return (
         "import sys,os,zlib" + (",marshal" if marshalled else "") + "\n"
         f"if sys.version_info<{MIN_VERSION!r}:"
