@@ -124,8 +124,11 @@ class BaseGateway(object):
     # per item. The reader thread reads what nobody else is reading: it waits for
     # data without the baton, never waits for the baton, and stays out of the way
     # (LINGER) while receivers are at it, so their replies do not wake it too.
-    # A receiver that finds the baton taken waits on its queue; whoever gives the
-    # baton back wakes one such receiver to take it over.
+    # A receiver that finds the baton taken waits on its queue. A receiver that
+    # got its item keeps the baton to itself (it is likely back for the next one
+    # soon, and waking a waiter at every item would cost a thread switch per item);
+    # the reader thread hands the baton over to a waiter once it has been free
+    # for LINGER, and so does a receiver that gives up (timeout, interrupt).
 
     def _receive_loop(self):
         """The reader thread: read and dispatch until the stream ends."""
@@ -143,6 +146,10 @@ class BaseGateway(object):
                     buffered = transport.has_frame()  # the buffer is only looked at with the baton
                 finally:
                     baton.release()
+                if self._baton_wanted:  # the baton was left free: a waiting receiver reads now
+                    self._receiver_left = _clock()
+                    self._hand_over_baton()
+                    continue
                 if not buffered:
                     transport.wait_readable(None)  # without the baton: receivers may read meanwhile
                     if self._receiver_is_active() or not baton.acquire(False):
@@ -248,27 +255,30 @@ class BaseGateway(object):
         finally:
             transport.consumed(start, count)
 
-    def _wait_item(self, items, timeout, want_baton=False):
+    def _wait_item(self, items, timeout, receiver=False):
         """Take the next entry of ``items`` (a queue), reading frames ourselves if we can.
 
-        ``want_baton``: if another thread holds the baton, ask to be woken to take
-        it over when it is given back (a channel receiver). Idle exec workers do
-        not ask: they would wake each other for nothing.
+        A ``receiver`` (of a channel) that finds the baton taken asks to be woken
+        to take it over. Waiters for exec jobs read only while no receiver wants
+        to: they hand the baton over as soon as one asks.
         """
         deadline = None if timeout is None else _clock() + timeout
         while True:
             if self._reading_done or self._transport.read_fileno() is None:
                 entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
             elif self._baton.acquire(False):
-                return self._read_for(items, deadline)
-            elif not want_baton:
+                entry = self._read_for(items, deadline, not receiver)
+                if entry is not _YIELDED:
+                    return entry
+                entry = _get(items, None if deadline is None else max(deadline - _clock(), 0))
+            elif not receiver:
                 entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
             else:
                 wanted = self._baton_wanted
                 wanted.append(items)
                 if self._baton.acquire(False):  # given back before we asked: nobody would wake us
                     _remove(wanted, items)
-                    return self._read_for(items, deadline)
+                    return self._read_for(items, deadline, False)
                 try:
                     entry = _get(items, None if deadline is None else max(deadline - _clock(), 0))
                 finally:
@@ -290,15 +300,21 @@ class BaseGateway(object):
             return flag.is_set()
         return True
 
-    def _read_for(self, items, deadline):
-        """Read and dispatch frames until ``items`` has an entry (holding the baton)."""
+    def _read_for(self, items, deadline, yields):
+        """Read and dispatch frames until ``items`` has an entry (holding the baton).
+
+        ``yields``: return _YIELDED, handing the baton over, once a receiver asks for it.
+        """
         transport = self._transport
+        entry = _NOTHING
+        yielded = False
         try:
             while True:
                 entry = _take(items)
-                if entry is not _NOTHING:
-                    return entry
-                if self._reading_done:
+                if entry is not _NOTHING or self._reading_done:
+                    break
+                if yields and self._baton_wanted:
+                    yielded = True
                     break
                 if not transport.has_frame():
                     if deadline is not None and not transport.wait_readable(max(deadline - _clock(), 0)):
@@ -311,7 +327,7 @@ class BaseGateway(object):
                     entry = _take(items)
                     if entry is _NOTHING:
                         raise Empty  # time is up, even while other channels keep it busy
-                    return entry
+                    break
         except (Empty, KeyboardInterrupt, SystemExit):
             raise  # Ctrl-C interrupts this receive, not the gateway; the reader thread reads on
         except BaseException as exc:
@@ -319,12 +335,13 @@ class BaseGateway(object):
         finally:
             self._baton.release()
             self._receiver_left = _clock()
-            if self._baton_wanted:
+            if entry is _NOTHING and self._baton_wanted:  # we leave without an item: let a waiter read
                 self._hand_over_baton()
-        while True:
+        if yielded:
+            return _YIELDED
+        while entry is _NOTHING or entry is _TAKE_BATON:
             entry = items.get()  # what the end put there (a channel's end marker, serve()'s None)
-            if entry is not _TAKE_BATON:
-                return entry
+        return entry
 
     def _reading_failed(self, exc):
         """Reading stopped (``exc`` None: clean end of stream): end every channel, once."""
@@ -446,8 +463,8 @@ class FarGateway(BaseGateway):
         self._running = 0
         self._running_lock = threading.Lock()
         # worker threads are kept and reused: starting a thread costs more than a short job
-        self._pool_jobs = _Queue()
-        self._idle_workers = 0
+        self._idle_workers = []  # the job queue of each idle worker
+        self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
         self._compiled = {}  # (source, filename) -> code, for code shipped again and again
 
     def serve(self):
@@ -462,7 +479,7 @@ class FarGateway(BaseGateway):
                 job = self._main_jobs.get()  # reading is left to idle workers, whose next job it is
             if job is None:
                 return
-            self._execute(*job)
+            self._finish(*self._execute(*job))
 
     def _reader_main(self):
         self._receive_loop()
@@ -502,11 +519,15 @@ class FarGateway(BaseGateway):
             return
         with self._running_lock:
             self._running += 1
-            reuse = self._idle_workers > 0
-            if reuse:
-                self._idle_workers -= 1
-        if reuse:
-            self._pool_jobs.put(job)
+            idle = self._idle_workers
+            # the idle worker that read this EXEC takes it: no thread needs waking
+            jobs = getattr(self._worker_state, "jobs", None)
+            if jobs is not None and jobs in idle:
+                idle.remove(jobs)
+            else:
+                jobs = idle.pop() if idle else None
+        if jobs is not None:
+            jobs.put(job)
             return
         thread = threading.Thread(target=self._worker, args=(job,), name="execwire-exec")
         thread.daemon = True
@@ -514,13 +535,21 @@ class FarGateway(BaseGateway):
 
     def _worker(self, job):
         """Run jobs; stay for the next one unless enough workers are idle already."""
+        jobs = _Queue()
         while True:
-            self._execute(*job)
+            outcome = self._execute(*job)
             with self._running_lock:
-                if self._idle_workers >= MAX_IDLE_WORKERS:
-                    return
-                self._idle_workers += 1
-            job = self._wait_item(self._pool_jobs, None)  # an idle worker reads: the next EXEC is its own
+                stay = len(self._idle_workers) < MAX_IDLE_WORKERS
+                if stay:
+                    self._idle_workers.append(jobs)  # before the close is seen: the next EXEC finds us idle
+            self._finish(*outcome)
+            if not stay:
+                return
+            self._worker_state.jobs = jobs
+            try:
+                job = self._wait_item(jobs, None)  # an idle worker reads: the next EXEC is its own
+            finally:
+                self._worker_state.jobs = None
             if job is None:
                 return
 
@@ -535,7 +564,7 @@ class FarGateway(BaseGateway):
         return code
 
     def _execute(self, channel, source, filename, funcname, kwargs):
-        """Run shipped code with ``channel`` in its namespace; close the channel after."""
+        """Run shipped code with ``channel`` in its namespace; return (channel, error text or None)."""
         self._trace("exec on channel", channel.id, filename)
         error = None
         try:
@@ -556,6 +585,10 @@ class FarGateway(BaseGateway):
         # no longer running before the close is seen, so the next remote_exec finds us idle
         with self._running_lock:
             self._running -= 1
+        return channel, error
+
+    def _finish(self, channel, error):
+        """Close the channel of a finished remote_exec, with its error if it failed."""
         if error is not None and channel.isclosed():
             sys.stderr.write(error)  # nobody left to receive it
         else:
@@ -604,6 +637,7 @@ def _take(items):
 
 
 _NOTHING = object()
+_YIELDED = object()
 
 
 def _remove(waiting, items):
