@@ -511,7 +511,7 @@ def test_receive_timeout_is_kept_while_other_channels_have_traffic(pair):
             busy_ours.send(len(feeds))
             feeds.append(pair.tb.wait_readable(5))
 
-    hook = LineHook(BaseGateway._read_for, "wait_readable(max(deadline", traffic_before_each_check)
+    hook = LineHook(BaseGateway._read_for, "wait_for_data(", traffic_before_each_check)
     started = time.monotonic()
     outcome = Outcome(lambda: quiet.receive(timeout=0.05), hook.tracer)
     assert outcome.done.wait(10)

@@ -8,6 +8,7 @@ read from /proc, and the fixtures of conftest.py end every process a failing tes
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -406,3 +407,33 @@ def test_idle_far_side_costs_at_most_1_3_times_a_bare_interpreter(gw):
         extra = sorted(far_modules - set(bare_modules))
         pytest.fail(f"idle far side {far_rss / MB:.1f} MB is {ratio:.2f}x a bare interpreter "
                     f"({bare_rss / MB:.1f} MB); limit 1.3x; modules only the far side has: {extra}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_gateway_costs_no_cpu_after_busy_round_trips(group: execwire.Group) -> None:
+    """Receivers poll briefly for fast answers; once answers stop coming, nobody may keep polling."""
+    gw = group.makegateway("popen")
+    far_pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(timeout=10)
+    echo = gw.remote_exec("for item in channel:\n    channel.send(item)\n")
+    for i in range(2000):  # fast answers: both ends poll for them
+        echo.send(i)
+        assert echo.receive(timeout=10) == i
+    def wait_in_vain() -> None:
+        with pytest.raises(execwire.TimeoutError):
+            echo.receive(timeout=1.5)
+
+    waiting = threading.Thread(target=wait_in_vain, daemon=True)
+    waiting.start()  # a receiver left waiting for an answer that does not come
+    far_before, near_before = cpu_seconds(far_pid), cpu_seconds(os.getpid())
+    time.sleep(1.0)  # the idle period being measured, not a synchronisation
+    far_used, near_used = cpu_seconds(far_pid) - far_before, cpu_seconds(os.getpid()) - near_before
+    assert far_used < 0.1, f"the idle far side used {far_used:.2f} s of CPU in 1 s"
+    assert near_used < 0.1, f"this side used {near_used:.2f} s of CPU in 1 s while idle"
+    waiting.join(5)
+    echo.close()

@@ -317,7 +317,7 @@ class BaseGateway(object):
                     yielded = True
                     break
                 if not transport.has_frame():
-                    if deadline is not None and not transport.wait_readable(max(deadline - _clock(), 0)):
+                    if not transport.wait_for_data(None if deadline is None else deadline - _clock()):
                         raise Empty
                     if not transport.read_some():
                         self._reading_failed(None)

@@ -31,6 +31,10 @@ _MAGIC = frames.MAGIC
 _KNOWN_TYPES = frames.NAMES
 _MAX_PAYLOAD = frames.MAX_PAYLOAD
 _writev = getattr(os, "writev", None)
+SPIN = 0.00005  # seconds a reader polls for an answer before it sleeps
+SPIN_WORTHWHILE = 2 * SPIN  # a wait longer than this pauses the polling...
+SPIN_PAUSE = 64  # ...for this many waits
+_sched_yield = getattr(os, "sched_yield", lambda: None)
 BURST_GAP = 0.0002
 MAX_BATCH = 256 * 1024  # a sender waits while this much is queued for the flusher
 try:
@@ -71,6 +75,8 @@ class Transport(object):
         self._flush_done = threading.Condition(self._write_lock)
         self._flush_error = None
         self._flush_stop = False
+        self._poller = None  # see wait_for_data()
+        self._spin_pause = -1  # waits left without polling first; -1: not yet known if polling pays
 
     # -- reading ------------------------------------------------------------
     def next_frame(self):
@@ -196,6 +202,41 @@ class Transport(object):
         """The descriptor frames are read from, or None when it cannot be polled."""
         return None
 
+    def wait_for_data(self, timeout):
+        """Wait until the peer has sent something; False after ``timeout`` seconds (None: no limit).
+
+        When the peer answers quickly, poll for up to SPIN seconds first (giving
+        the CPU to anyone who wants it between polls): an answer that comes that
+        fast is then read without the thread going to sleep and being woken
+        again, which on many machines costs more than the answer itself. After
+        a long wait the polling stops for the next SPIN_PAUSE waits, so a quiet
+        connection costs next to nothing. With ``timeout`` None the caller's
+        read does the sleeping.
+        """
+        poller = self._poller
+        if poller is None:
+            if self._spin_pause < 0:  # first call: can polling pay off here at all?
+                fileno = self.read_fileno()
+                poller = self._poller = None if fileno is None else _make_poller(fileno)
+                self._spin_pause = 0
+            if poller is None:
+                return True if timeout is None else self.wait_readable(timeout)
+        if self._spin_pause:
+            self._spin_pause -= 1
+            return True if timeout is None else self.wait_readable(timeout)
+        start = _clock()
+        end = start + SPIN
+        while True:
+            if poller.poll(0):
+                return True
+            if _clock() >= end:
+                break
+            _sched_yield()
+        ready = self.wait_readable(None if timeout is None else max(timeout - (_clock() - start), 0))
+        if _clock() - start >= SPIN_WORTHWHILE:
+            self._spin_pause = SPIN_PAUSE
+        return ready
+
     # -- writing ------------------------------------------------------------
     def send(self, msgtype, channel_id, parts=(), length=None):
         """Write one frame whose payload is the concatenation of ``parts`` (``length`` bytes)."""
@@ -305,6 +346,21 @@ class Transport(object):
                 else:
                     buffers[0] = memoryview(first).cast("B")[written:]
                     written = 0
+
+
+def _make_poller(fileno):
+    """A poll object watching ``fileno``, or None where polling before a read cannot pay off."""
+    import select
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2 or not hasattr(select, "poll"):
+        return None  # on one CPU, polling only keeps the peer from answering
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN)
+    return poller
 
 
 class PipeTransport(Transport):
