@@ -83,11 +83,12 @@ def stage2(marshalled: bool = False) -> bytes:
     if not marshalled:
         return zlib.compress(_stage2_text(repr(far_sources()), "None").encode("utf-8"), 9)
     # the far side runs marshal.loads(...) of (program, its globals); the module code comes from
-    # the import system, which reuses this interpreter's bytecode cache where it can. It travels
+    # the import system, which reuses this interpreter's bytecode cache where it can. Its file names
+    # are those of this machine's far modules, which tracebacks read, so no sources travel. It goes
     # through a local pipe, so quick compression beats small.
-    program = compile(_stage2_text("SOURCES", "CODES"), "<execwire stage 2>", "exec")
+    program = compile(_stage2_text("{}", "CODES"), "<execwire stage 2>", "exec")
     codes = {name: _module_code(name) for name in FAR_MODULES}
-    return zlib.compress(marshal.dumps((program, {"SOURCES": far_sources(), "CODES": codes})), 1)
+    return zlib.compress(marshal.dumps((program, {"CODES": codes})), 1)
 
 
 def _module_code(name: str) -> types.CodeType:
@@ -104,7 +105,11 @@ def _module_code(name: str) -> types.CodeType:
 def stage1(marshalled: bool = False) -> str:
     """The ``python -c`` program: version check, then read and run stage 2."""
     marker = frames.TOO_OLD_MARKER.decode("ascii")
-    run = "exec(*marshal.loads(zlib.decompress(d)))" if marshalled else "exec(zlib.decompress(d))"
+    # d (and the source text) must not stay referenced while the far side runs: memory it would keep
+    if marshalled:
+        run = "p=marshal.loads(zlib.decompress(d));del d,c\nexec(*p)"
+    else:
+        run = "p=compile(zlib.decompress(d),'<execwire stage 2>','exec');del d,c\nexec(p)"
     return (
         "import sys,os,zlib" + (",marshal" if marshalled else "") + "\n"
         f"if sys.version_info<{MIN_VERSION!r}:"

@@ -22,7 +22,8 @@ import time
 from . import frames
 from .errors import GatewayLostError, ProtocolError
 
-BUFFER_SIZE = 256 * 1024
+BUFFER_SIZE = 256 * 1024  # the read buffer grows to this when reads fill it...
+FIRST_BUFFER_SIZE = 32 * 1024  # ...from this, which is all a quiet far side needs
 LARGE_SPARE_MAX = 16 * 1024 * 1024
 _pack_header = frames.HEADER.pack
 _unpack_header = frames.HEADER.unpack_from
@@ -57,7 +58,8 @@ class Transport(object):
     def __init__(self):
         self._write_lock = threading.Lock()
         self.closed = False
-        self._buf = bytearray(BUFFER_SIZE)
+        self._buf = bytearray(FIRST_BUFFER_SIZE)
+        self._size = FIRST_BUFFER_SIZE
         self._view = memoryview(self._buf)
         self._rbuf_start = self._rbuf_end = 0
         self._large = None  # payload of a frame larger than the buffer, being read
@@ -103,7 +105,7 @@ class Transport(object):
             self._rbuf_start = frame_end
             self.frames_read += 1
             return msgtype, channel_id, self._view[start + _HSIZE:frame_end]
-        if _HSIZE + length > BUFFER_SIZE:  # larger than the buffer: read into one of its own
+        if _HSIZE + length > self._size:  # larger than the buffer: read into one of its own
             payload = self._large_spare
             if payload is None or len(payload) < length:
                 payload = bytearray(length)
@@ -146,7 +148,7 @@ class Transport(object):
         start, end = self._rbuf_start, self._rbuf_end
         if start == end:
             start = end = 0
-        elif BUFFER_SIZE - start < BUFFER_SIZE // 2 or BUFFER_SIZE - end < _HSIZE:
+        elif self._size - start < self._size // 2 or self._size - end < _HSIZE:
             # move the partial frame to the front so the rest of it fits
             pending = end - start
             self._buf[0:pending] = self._buf[start:end]
@@ -162,7 +164,17 @@ class Transport(object):
                 raise frames.garbage_error(rest)
             raise GatewayLostError("connection closed in the middle of a frame")
         self._rbuf_end = end + n
+        if end + n == self._size < BUFFER_SIZE:
+            self._grow()
         return True
+
+    def _grow(self):
+        """A read filled the buffer: the peer sends a lot, so read more at a time."""
+        start, end = self._rbuf_start, self._rbuf_end
+        buf = bytearray(BUFFER_SIZE)
+        buf[0:end - start] = self._view[start:end]
+        self._buf, self._view, self._size = buf, memoryview(buf), BUFFER_SIZE
+        self._rbuf_start, self._rbuf_end = 0, end - start
 
     def has_frame(self):
         """True if a complete frame waits in the buffer."""
@@ -171,7 +183,7 @@ class Transport(object):
         if self._rbuf_end - self._rbuf_start < _HSIZE:
             return False
         length = _unpack_header(self._buf, self._rbuf_start)[3]
-        return self._rbuf_start + _HSIZE + length <= self._rbuf_end or _HSIZE + length > BUFFER_SIZE
+        return self._rbuf_start + _HSIZE + length <= self._rbuf_end or _HSIZE + length > self._size
 
     def read_frame(self):
         """Block until the next frame; None at a clean end of stream."""
