@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -184,8 +185,27 @@ def header(systems: list[System], args: argparse.Namespace) -> list[str]:
         "ratios compare medians from this one run; absolute times on a noisy machine are secondary",
         session_note(args),
         f"pinned to CPUs {sorted(args.cpus)}" if args.cpus else "not pinned: the scheduler places both ends",
+        site_note(),
         "",
     ]
+
+
+def site_note() -> str:
+    """Say what `site` (its .pth files) costs each interpreter start: every system pays it alike."""
+    def start(*flags: str) -> float:
+        times = []
+        for _ in range(5):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, *flags, "-c", "pass"], check=True)
+            times.append(time.perf_counter() - began)
+        return sorted(times)[2] * 1e3
+
+    with_site, without = start(), start("-S")
+    note = f"python -c pass: {with_site:.1f} ms, with -S (no site): {without:.1f} ms"
+    if with_site - without > 5:
+        note += ("; the .pth files of this interpreter's site-packages slow every start down alike: "
+                 "run the benchmark in a virtual environment to see start-up costs of the systems themselves")
+    return note
 
 
 def session_note(args: argparse.Namespace) -> str:
