@@ -227,7 +227,11 @@ def encode(obj, channel_type=None):
 
 
 def _encode_flat(seq, t):
-    """The common case made cheap: a short tuple or list of small scalars; None otherwise."""
+    """The common case made cheap: a short tuple or list of small scalars; None otherwise.
+
+    Its scalar branches repeat those of _encode on purpose: a call per item would cost more
+    than they do. tests/test_wire.py checks that both give the same bytes.
+    """
     out = bytearray(_FLAT_HEADS[t][len(seq)])
     for x in seq:
         t = type(x)
