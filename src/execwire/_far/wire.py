@@ -221,8 +221,19 @@ def encode(obj, channel_type=None):
             flat = _encode_flat(obj, t)
             if flat is not None:
                 return [flat]
-    elif t is int and -128 <= obj < 128:
-        return [_INT8[obj]]
+    elif t is int:
+        if -128 <= obj < 128:
+            return [_INT8[obj]]
+        if -0x80000000 <= obj <= 0x7FFFFFFF:
+            return [_pack_op_i32(0x69, obj)]
+    elif t is str:
+        b = obj.encode("utf-8", "surrogatepass")
+        if len(b) < 256:
+            return [_STR8[len(b)] + b]
+    elif t is float:
+        return [_pack_op_f64(0x64, obj)]
+    elif obj is None:
+        return [b"N"]
     return _encode(obj, channel_type)
 
 
@@ -460,6 +471,13 @@ def decode_flat(buf, start, end):
         return _SIGNED8[buf[start + 1]]
     if op == 0x69 and size == 5:  # i
         return _unpack_i32(buf, start + 1)[0]
+    if op == 0x73 and size == 2 + buf[start + 1]:  # s
+        try:
+            return buf[start + 2:end].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return NOT_FLAT
+    if op == 0x64 and size == 9:  # d
+        return _unpack_f64(buf, start + 1)[0]
     return NOT_FLAT
 
 
