@@ -28,7 +28,7 @@ except ImportError:  # Python 3.6
 
 from . import frames
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
-from .io import payload_size
+from .io import SMALL_PAYLOAD, payload_size
 from .wire import DumpError
 from .wire import encode as _encode
 
@@ -45,6 +45,9 @@ MIN_COST = 128
 _CREDIT_BATCH = WINDOW // 4
 CLOSE_WAIT = 5.0  # close() waits at most this long for sends already under way
 _credit = struct.Struct("!Q")
+_pack_header = frames.HEADER.pack
+_MAGIC = frames.MAGIC
+_DATA = frames.DATA
 
 
 class Channel(object):
@@ -99,6 +102,8 @@ class Channel(object):
             gateway = self.gateway
             if gateway._trace.enabled:
                 gateway._send(frames.DATA, self.id, parts)
+            elif size < SMALL_PAYLOAD and len(parts) == 1:  # the transport's send(), minus its checks
+                gateway._transport._send_small(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
             else:
                 gateway._transport.send(frames.DATA, self.id, parts, size)
         finally:
@@ -286,10 +291,8 @@ class Channel(object):
         items = self._items
         if items is not None:
             items.put((item, cost))
-            if self._items is items:
-                return
-            with self._lock:  # setcallback() took the queue meanwhile: the callback gets what is left
-                self._drain_to_callback(items)
+            if self._items is not items:
+                self._queue_taken_by_callback(items)
             return
         with self._lock:
             items = self._items
@@ -297,6 +300,11 @@ class Channel(object):
                 items.put((item, cost))
                 return
         self.gateway._schedule_callback(self, self._callback, item, cost)
+
+    def _queue_taken_by_callback(self, items):
+        """setcallback() took the queue while an item went in: the callback gets what is left."""
+        with self._lock:
+            self._drain_to_callback(items)
 
     def _remote_closed(self, error=None, sendonly=False):
         """The other side closed (``sendonly``: it only stopped sending)."""

@@ -229,31 +229,45 @@ class BaseGateway(object):
         channels = self._channels
         tracing = self._trace.enabled
         decode_flat = wire.decode_flat
-        count = 0
+        parsed = start
+        last_id = channel = None  # items tend to come in runs on one channel
         try:
             while end - start >= _HSIZE:
                 magic, msgtype, channel_id, length = _unpack_header(buf, start)
-                if magic != _MAGIC or length > SMALL_FRAME or msgtype not in _KNOWN_TYPES:
-                    return
                 body = start + _HSIZE
                 frame_end = body + length
-                if frame_end > end:
-                    return
+                if msgtype == _DATA and magic == _MAGIC and length <= SMALL_FRAME:
+                    if frame_end > end:
+                        return
+                    start = frame_end
+                    if tracing:
+                        self._trace("recv", "DATA", channel_id, length, "bytes")
+                    if channel_id != last_id:
+                        last_id, channel = channel_id, channels.get(channel_id)
+                    if channel is None:  # items for a forgotten channel are dropped
+                        continue
+                    value = decode_flat(buf, body, frame_end)
+                    if value is _NOT_FLAT:
+                        value = wire.decode(bytes(buf[body:frame_end]), self._channel_for)
+                    # channel._deliver(value, cost), inlined for the common case
+                    items = channel._items
+                    if items is None:
+                        channel._deliver(value, length + MIN_COST)
+                    else:
+                        items.put((value, length + MIN_COST))
+                        if channel._items is not items:
+                            channel._queue_taken_by_callback(items)
+                    continue
+                if magic != _MAGIC or length > SMALL_FRAME or msgtype not in _KNOWN_TYPES or frame_end > end:
+                    return  # next_frame() reads a large frame, or says what is wrong
                 start = frame_end
-                count += 1
                 if tracing:
                     self._trace("recv", frames.NAMES[msgtype], channel_id, length, "bytes")
-                if msgtype == _DATA:
-                    channel = channels.get(channel_id)
-                    if channel is not None:  # items for a forgotten channel are dropped
-                        value = decode_flat(buf, body, frame_end)
-                        if value is _NOT_FLAT:
-                            value = wire.decode(bytes(buf[body:frame_end]), self._channel_for)
-                        channel._deliver(value, length + MIN_COST)
-                else:
-                    self._dispatch(msgtype, channel_id, bytes(buf[body:frame_end]))
+                last_id = None  # a frame may close or forget a channel
+                self._dispatch(msgtype, channel_id, bytes(buf[body:frame_end]))
         finally:
-            transport.consumed(start, count)
+            if start != parsed:
+                transport.consumed(start)
 
     def _wait_item(self, items, timeout, receiver=False):
         """Take the next entry of ``items`` (a queue), reading frames ourselves if we can.

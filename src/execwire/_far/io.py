@@ -22,6 +22,7 @@ import time
 from . import frames
 from .errors import GatewayLostError, ProtocolError
 
+SMALL_PAYLOAD = 65536  # smaller payloads are copied behind their header and may be coalesced
 BUFFER_SIZE = 256 * 1024  # the read buffer grows to this when reads fill it...
 FIRST_BUFFER_SIZE = 32 * 1024  # ...from this, which is all a quiet far side needs
 LARGE_SPARE_MAX = 16 * 1024 * 1024
@@ -66,7 +67,7 @@ class Transport(object):
         self._large_have = 0
         self._large_frame = None
         self._large_spare = None  # a large-frame buffer kept for the next one
-        self.frames_read = 0
+        self.frames_read = 0  # grows as frames are parsed (not always by one per frame)
         self._last_write = 0.0
         self._frames_read_at_write = -1
         self._burst = 0  # writes in a row that came quickly with nothing read between
@@ -131,10 +132,10 @@ class Transport(object):
             return None, 0, 0
         return self._buf, self._rbuf_start, self._rbuf_end
 
-    def consumed(self, position, count):
-        """The caller parsed ``count`` frames of unparsed(), up to ``position``."""
+    def consumed(self, position):
+        """The caller parsed the frames of unparsed() up to ``position``."""
         self._rbuf_start = position
-        self.frames_read += count
+        self.frames_read += 1  # it only has to change: see _send_small()
 
     def read_some(self):
         """One read from the peer into the buffer; False at a clean end of stream."""
@@ -257,7 +258,7 @@ class Transport(object):
         if length > frames.MAX_PAYLOAD:
             raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (length, frames.MAX_PAYLOAD))
         head = _pack_header(_MAGIC, msgtype, channel_id, length)
-        if length < 65536:  # small: one contiguous buffer, one system call
+        if length < SMALL_PAYLOAD:  # small: one contiguous buffer, one system call
             self._send_small(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
             return
         with self._write_lock:
