@@ -414,7 +414,7 @@ def test_items_queued_before_setcallback_and_after_all_reach_the_callback(gw):
 
 # == known problems ==============================================================================================
 def test_setcallback_racing_a_delivery_loses_the_item(pair):
-    paused = Pause(Channel._deliver, "items.put((item, cost))", nth=0)
+    paused = Pause(BaseGateway._dispatch_small_frames, "items.put((value, length + MIN_COST))")
     pair.start_reader(pair.a)
     pair.start_reader(pair.b, paused.tracer)
     ours, theirs = pair.channel()
@@ -630,7 +630,7 @@ def test_send_racing_close_either_raises_or_delivers(pair):
     pair.start_reader(pair.a)
     pair.start_reader(pair.b)
     ours, theirs = pair.channel()
-    paused = Pause(Transport.send, when=lambda frame: frame.f_locals.get("msgtype") == frames.DATA)
+    paused = Pause(Transport._send_small, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
     sending = Outcome(lambda: ours.send("item"), paused.tracer)
     assert paused.reached.wait(5)  # send() passed its closed check and is about to write
     closing = Outcome(ours.close)
