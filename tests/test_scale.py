@@ -416,6 +416,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wakeups(pid: int) -> int:
+    """How often the threads of process ``pid`` have gone to sleep and been woken, so far."""
+    return sum(status_field(f"{pid}/task/{task}", "voluntary_ctxt_switches")
+               for task in os.listdir(f"/proc/{pid}/task"))
+
+
 def test_an_idle_gateway_costs_no_cpu_after_busy_round_trips(group: execwire.Group) -> None:
     """Receivers poll briefly for fast answers; once answers stop coming, nobody may keep polling."""
     gw = group.makegateway("popen")
@@ -430,10 +436,16 @@ def test_an_idle_gateway_costs_no_cpu_after_busy_round_trips(group: execwire.Gro
 
     waiting = threading.Thread(target=wait_in_vain, daemon=True)
     waiting.start()  # a receiver left waiting for an answer that does not come
+    time.sleep(0.1)  # let the threads settle into waiting
     far_before, near_before = cpu_seconds(far_pid), cpu_seconds(os.getpid())
+    far_woken, near_woken = wakeups(far_pid), wakeups(os.getpid())
     time.sleep(1.0)  # the idle period being measured, not a synchronisation
     far_used, near_used = cpu_seconds(far_pid) - far_before, cpu_seconds(os.getpid()) - near_before
+    far_woken, near_woken = wakeups(far_pid) - far_woken, wakeups(os.getpid()) - near_woken
     assert far_used < 0.1, f"the idle far side used {far_used:.2f} s of CPU in 1 s"
     assert near_used < 0.1, f"this side used {near_used:.2f} s of CPU in 1 s while idle"
+    # a thread that looks for work every few milliseconds would show here, long before it shows as CPU
+    assert far_woken < 50, f"the idle far side's threads woke up {far_woken} times in 1 s"
+    assert near_woken < 50, f"this side's threads woke up {near_woken} times in 1 s while idle"
     waiting.join(5)
     echo.close()

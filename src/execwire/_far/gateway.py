@@ -79,6 +79,8 @@ class BaseGateway(object):
         self._ended = _Flag()  # set once reading stopped and every channel was told
         self._reader_alarm = threading.Lock()  # released to cut the reader thread's lingering short
         self._reader_alarm.acquire()
+        self._baton_taken = 0.0  # when a receiver or idle worker last took the baton
+        self._reader_dozing = False  # the reader thread waits for the baton's holder to leave
 
     # -- channels -----------------------------------------------------------
     def newchannel(self):
@@ -140,7 +142,7 @@ class BaseGateway(object):
                 if self._receiver_is_active():
                     continue
                 if not baton.acquire(False):
-                    self._reader_alarm.acquire(True, LINGER)  # a receiver is reading
+                    self._wait_for_holder()
                     continue
                 try:
                     buffered = transport.has_frame()  # the buffer is only looked at with the baton
@@ -181,6 +183,24 @@ class BaseGateway(object):
             self._reader_alarm.acquire(True, LINGER - idle)  # a sleep that the end cuts short
             return True
         return False
+
+    def _wait_for_holder(self):
+        """The baton is taken: look again in LINGER, or when its holder leaves if it holds it long.
+
+        A receiver in a tight loop holds the baton for short spells, so looking again
+        soon costs little; a receiver waiting for a slow answer (or an idle exec
+        worker waiting for work) holds it for long, and then the reader sleeps
+        until that holder wakes it on leaving, so an idle gateway does not poll.
+        """
+        if _clock() - self._baton_taken < LONG_HOLD:
+            self._reader_alarm.acquire(True, LINGER)
+            return
+        self._reader_dozing = True
+        try:
+            if self._baton.locked():  # the holder looks at _reader_dozing after it let go
+                self._reader_alarm.acquire(True, MAX_DOZE)
+        finally:
+            self._reader_dozing = False
 
     def _hand_over_baton(self):
         """Wake one receiver waiting for the baton (the caller just gave it back)."""
@@ -319,6 +339,7 @@ class BaseGateway(object):
 
         ``yields``: return _YIELDED, handing the baton over, once a receiver asks for it.
         """
+        self._baton_taken = _clock()
         transport = self._transport
         entry = _NOTHING
         yielded = False
@@ -349,6 +370,8 @@ class BaseGateway(object):
         finally:
             self._baton.release()
             self._receiver_left = _clock()
+            if self._reader_dozing:  # it waits for us to leave: it is the reader again after LINGER
+                self._wake_reader()
             if entry is _NOTHING and self._baton_wanted:  # we leave without an item: let a waiter read
                 self._hand_over_baton()
         if yielded:
@@ -410,8 +433,12 @@ class BaseGateway(object):
         if self._callback_queue is not None:
             self._callback_queue.put(None)
         self._ended.set()
+        self._wake_reader()  # it stops lingering and sees the end
+
+    def _wake_reader(self):
+        """Cut the reader thread's sleep short."""
         try:
-            self._reader_alarm.release()  # the reader thread stops lingering and sees the end
+            self._reader_alarm.release()
         except RuntimeError:  # released already
             pass
 
@@ -663,6 +690,8 @@ def _remove(waiting, items):
 
 MAX_IDLE_WORKERS = 16
 LINGER = 0.002  # seconds the reader thread leaves reading to receivers after one was active
+LONG_HOLD = 0.02  # a baton held this long is held by someone waiting for a slow answer...
+MAX_DOZE = 1.0  # ...and the reader sleeps until it is let go (this long at most)
 _traceback_lock = threading.Lock()
 
 
