@@ -14,7 +14,8 @@ import threading
 
 from . import frames, wire
 from .errors import GatewayLostError
-from .gateway import FarGateway, Tracer, rinfo
+from .execution import FarGateway, rinfo
+from .gateway import Tracer
 from .io import PipeTransport, SocketTransport
 
 

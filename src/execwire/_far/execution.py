@@ -1,0 +1,206 @@
+"""The far end: runs shipped code (EXEC frames), answers STATUS, obeys TERMINATE.
+
+Far-side module: stdlib only, Python >= 3.6.
+
+Shipped code runs in a pool of reused worker threads (exec model "thread") or
+in the main thread ("main_thread_only"). An idle worker reads frames while it
+waits for work, so the EXEC it reads is its own and needs no thread woken.
+"""
+
+import os
+import sys
+import threading
+
+from . import frames, wire
+from .errors import GatewayLostError
+from .gateway import BaseGateway, _Queue, format_exception
+
+
+class FarGateway(BaseGateway):
+    """The far end: runs shipped code, answers status requests, obeys TERMINATE."""
+
+    _first_channel_id = 2
+
+    def __init__(self, transport, id, trace, execmodel="thread"):
+        BaseGateway.__init__(self, transport, id, trace)
+        if execmodel not in ("thread", "main_thread_only"):
+            raise ValueError("unknown execmodel %r" % (execmodel,))
+        self.execmodel = execmodel
+        self._main_jobs = _Queue()  # run by the main thread; None means stop
+        self._running = 0
+        self._running_lock = threading.Lock()
+        # worker threads are kept and reused: starting a thread costs more than a short job
+        self._idle_workers = []  # the job queue of each idle worker
+        self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
+        self._compiled = {}  # (source, filename) -> code, for code shipped again and again
+
+    def serve(self):
+        """Run until the controller says stop or goes away. Call from the main thread."""
+        reader = threading.Thread(target=self._reader_main, name="execwire-reader")
+        reader.daemon = True
+        reader.start()
+        while True:
+            if self.execmodel == "main_thread_only":
+                job = self._wait_item(self._main_jobs, None)  # the main thread runs the code: it reads too
+            else:
+                job = self._main_jobs.get()  # reading is left to idle workers, whose next job it is
+            if job is None:
+                return
+            self._finish(*self._execute(*job))
+
+    def _reader_main(self):
+        self._receive_loop()
+
+    def _connection_ended(self, error):
+        BaseGateway._connection_ended(self, error)
+        self._main_jobs.put(None)  # serve() returns and the process exits
+        if self.execmodel == "main_thread_only" and self._running:
+            import _thread
+
+            _thread.interrupt_main()  # the main thread runs shipped code: stop it
+
+    def _dispatch_special(self, msgtype, channel_id, payload):
+        if msgtype == frames.EXEC:
+            self._start_exec(channel_id, wire.decode(payload))
+        elif msgtype == frames.STATUS:
+            self._send_status(channel_id)
+        elif msgtype == frames.TERMINATE:
+            self._trace("terminate requested")
+            self._expect_end = True
+            raise GatewayLostError("terminate requested")
+        else:
+            BaseGateway._dispatch_special(self, msgtype, channel_id, payload)
+
+    def _start_exec(self, channel_id, request):
+        channel = self._channel_for(channel_id)
+        job = (channel,) + tuple(request)
+        if self.execmodel == "main_thread_only":
+            with self._running_lock:
+                busy = self._running > 0 or not self._main_jobs.empty()
+                if not busy:
+                    self._main_jobs.put(job)
+                    self._running += 1  # counted now so a second EXEC sees it
+            if busy:
+                channel.close(error="execwire: the main_thread_only exec model runs one "
+                                    "remote_exec at a time and another one is still running")
+            return
+        with self._running_lock:
+            self._running += 1
+            idle = self._idle_workers
+            # the idle worker that read this EXEC takes it: no thread needs waking
+            jobs = getattr(self._worker_state, "jobs", None)
+            if jobs is not None and jobs in idle:
+                idle.remove(jobs)
+            else:
+                jobs = idle.pop() if idle else None
+        if jobs is not None:
+            jobs.put(job)
+            return
+        thread = threading.Thread(target=self._worker, args=(job,), name="execwire-exec")
+        thread.daemon = True
+        thread.start()
+
+    def _worker(self, job):
+        """Run jobs; stay for the next one unless enough workers are idle already."""
+        jobs = _Queue()
+        while True:
+            outcome = self._execute(*job)
+            with self._running_lock:
+                stay = len(self._idle_workers) < MAX_IDLE_WORKERS
+                if stay:
+                    self._idle_workers.append(jobs)  # before the close is seen: the next EXEC finds us idle
+            self._finish(*outcome)
+            if not stay:
+                return
+            self._worker_state.jobs = jobs
+            try:
+                job = self._wait_item(jobs, None)  # an idle worker reads: the next EXEC is its own
+            finally:
+                self._worker_state.jobs = None
+            if job is None:
+                return
+
+    def _compile(self, source, filename):
+        key = (source, filename)
+        code = self._compiled.get(key)
+        if code is None:
+            code = compile(source, filename, "exec")
+            if len(self._compiled) >= 64:
+                self._compiled.clear()
+            self._compiled[key] = code
+        return code
+
+    def _execute(self, channel, source, filename, funcname, kwargs):
+        """Run shipped code with ``channel`` in its namespace; return (channel, error text or None)."""
+        self._trace("exec on channel", channel.id, filename)
+        error = None
+        try:
+            namespace = {"channel": channel, "__name__": "__channelexec__"}
+            code = self._compile(source, filename)
+            exec(code, namespace)
+            if funcname is not None:
+                namespace[funcname](channel, **kwargs)
+        except BaseException:
+            exc_info = sys.exc_info()
+            with _traceback_lock:  # shipped sources share a file name: format one at a time
+                _remember_source(filename, source)
+                error = format_exception(exc_info, skip_frames=1)
+                _forget_source(filename)
+            self._trace("exec on channel", channel.id, "raised", exc_info[1].__class__.__name__)
+            if isinstance(exc_info[1], KeyboardInterrupt):
+                os._exit(1)
+        # no longer running before the close is seen, so the next remote_exec finds us idle
+        with self._running_lock:
+            self._running -= 1
+        return channel, error
+
+    def _finish(self, channel, error):
+        """Close the channel of a finished remote_exec, with its error if it failed."""
+        if error is not None and channel.isclosed():
+            sys.stderr.write(error)  # nobody left to receive it
+        else:
+            channel.close(error=error)
+
+    def _send_status(self, channel_id):
+        with self._running_lock:
+            running = self._running
+        status = {
+            "rinfo": rinfo(),
+            "numexecuting": running,
+            "numchannels": len(self._channels),
+            "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
+        }
+        self._send_item(channel_id, status)
+        self._send(frames.CLOSE, channel_id)
+
+
+def rinfo():
+    """What execwire tells the controller about this interpreter."""
+    return {
+        "executable": sys.executable,
+        "version_info": tuple(sys.version_info),
+        "platform": sys.platform,
+        "implementation": sys.implementation.name,
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
+
+
+MAX_IDLE_WORKERS = 16
+_traceback_lock = threading.Lock()
+
+
+def _remember_source(filename, source):
+    """Let the traceback of shipped code show its lines (done only when it failed)."""
+    import linecache
+
+    lines = source.splitlines(True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def _forget_source(filename):
+    import linecache
+
+    linecache.cache.pop(filename, None)
