@@ -294,6 +294,51 @@ def test_receive_timeouts_in_several_threads_while_others_stream_do_not_hang(gw)
         assert poller.value > 0
 
 
+@pytest.mark.parametrize("python", FAR_PYTHONS)
+def test_a_waiting_receiver_gets_its_item_promptly_after_the_reading_thread_left(group, python):
+    """Thread B reads (holding the baton) for a long while, gets its item and goes off to work; thread A
+    was waiting meanwhile. A's item, sent after B left, must reach A at once, on both ends."""
+    gw = group.makegateway(far_python_or_skip(python))
+    far = gw.remote_exec("""
+        import threading, time
+        a, b = channel.receive(), channel.receive()
+        def take_b():
+            b.receive()       # blocks, reading, for a while
+            time.sleep(3)     # then goes off to work, holding nothing
+        threading.Thread(target=take_b).start()
+        time.sleep(0.2)       # B is the one reading now
+        channel.send("ready")
+        item = a.receive()
+        channel.send(("far got", item))
+        b_near = channel.receive()
+        b_near.send("for the near thread B")
+        a_near = channel.receive()
+        time.sleep(0.5)       # near thread B has left by now
+        a_near.send("for the near thread A")
+    """)
+    a, b = gw.newchannel(), gw.newchannel()
+    far.send(a)
+    far.send(b)
+    assert far.receive(timeout=10) == "ready"
+    time.sleep(0.1)  # far thread B holds the baton longer than the reader thread's patience
+    b.send("for the far thread B")
+    time.sleep(0.1)  # far thread B got it and left; far thread A still waits
+    started = time.monotonic()
+    a.send("for the far thread A")
+    assert far.receive(timeout=10) == ("far got", "for the far thread A")
+    assert time.monotonic() - started < 0.5, "the far thread A waited for its item after the reader left"
+
+    b_near, a_near = gw.newchannel(), gw.newchannel()
+    waiting_b = Outcome(lambda: b_near.receive(timeout=10))
+    waiting_a = Outcome(lambda: a_near.receive(timeout=10))
+    far.send(b_near)
+    assert waiting_b.done.wait(10) and waiting_b.value == "for the near thread B"
+    far.send(a_near)
+    sent_at = time.monotonic() + 0.5  # when the far side sends A's item
+    assert waiting_a.done.wait(10) and waiting_a.value == "for the near thread A", repr(waiting_a.error)
+    assert time.monotonic() - sent_at < 0.4, "the near thread A waited for its item after the reader left"
+
+
 def test_close_from_another_thread_wakes_a_blocked_receive_with_eoferror(gw):
     channel = gw.remote_exec("channel.receive()")
     gw._rinfo()
