@@ -18,7 +18,6 @@ from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, Tim
 from ._far.gateway import BaseGateway, Tracer
 from ._far.io import Transport
 from .process import Process
-from .source import function_source
 
 if TYPE_CHECKING:
     from .group import Group
@@ -220,6 +219,8 @@ class Gateway(BaseGateway):
             text = _dedent(source)
             filename = "<remote_exec>"
         elif callable(source):
+            from .source import function_source  # inspect, ast and dis: only when a function is shipped
+
             text, funcname, filename = function_source(source)
         else:
             raise TypeError(f"remote_exec takes a string, a module or a function, not {type(source).__name__}")

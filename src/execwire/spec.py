@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 # gateway types: exactly one per spec
 GATEWAY_TYPES = ("popen", "ssh", "socket")
 
@@ -114,6 +112,8 @@ class XSpec:
                 raise ValueError(f"key {key!r} needs a value (env:NAME=value) in {spec!r}")
             return
         if key not in KNOWN_KEYS:
+            import difflib  # only on this error path
+
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(KNOWN_KEYS)}, env:NAME"
             raise ValueError(f"unknown key {key!r} in gateway spec {spec!r}{hint}")
