@@ -741,3 +741,55 @@ def test_exit_wakes_a_receiver_even_when_a_socket_gateways_far_side_hangs(group,
         os.kill(pid, signal.SIGKILL)
     assert receiver.done.wait(10)
     assert woke, "receive() still blocked 3 s after exit() returned"
+
+
+# == the queue used where _queue.SimpleQueue is missing (Python 3.6, PyPy) ==========================================
+def test_deque_queue_keeps_order_and_times_out():
+    from execwire._far.channel import Empty, _DequeQueue
+
+    items = _DequeQueue()
+    assert items.empty() and items.qsize() == 0
+    for number in range(5):
+        items.put(number)
+    assert not items.empty() and items.qsize() == 5
+    assert [items.get(False) for _ in range(5)] == list(range(5))
+    with pytest.raises(Empty):
+        items.get(False)
+    started = time.monotonic()
+    with pytest.raises(Empty):
+        items.get(True, 0.05)
+    assert 0.04 <= time.monotonic() - started < 2
+    items.put("late")
+    assert items.get(True, 0.05) == "late"  # a timed-out getter left nothing behind that eats items
+
+
+def test_deque_queue_between_many_threads_loses_and_duplicates_nothing():
+    from execwire._far.channel import Empty, _DequeQueue
+
+    items = _DequeQueue()
+    producers, consumers, each = 4, 4, 2000
+    got: list[list[int]] = [[] for _ in range(consumers)]
+
+    def consume(index: int) -> Callable[[], None]:
+        def run() -> None:
+            while True:
+                try:
+                    item = items.get(True, 0.0005 * (index % 3)) if index % 2 else items.get()
+                except Empty:
+                    continue  # short timeouts racing the producers
+                if item is None:
+                    return
+                got[index].append(item)
+        return run
+
+    readers = [Outcome(consume(index)) for index in range(consumers)]
+    writers = [Outcome(lambda base=base: [items.put(base * each + n) for n in range(each)])
+               for base in range(producers)]
+    for writer in writers:
+        assert writer.done.wait(20) and writer.error is None, repr(writer.error)
+    for _ in range(consumers):
+        items.put(None)
+    for reader in readers:
+        assert reader.done.wait(20), "a getter is stuck"
+        assert reader.error is None, repr(reader.error)
+    assert sorted(item for taken in got for item in taken) == list(range(producers * each))

@@ -15,15 +15,9 @@ import threading
 import time
 
 from . import frames, wire
-from .channel import _TAKE_BATON, MIN_COST, Channel, _credit, _Flag
+from .channel import _TAKE_BATON, MIN_COST, Channel, Empty, _credit, _Flag
+from .channel import _ItemQueue as _Queue
 from .errors import GatewayLostError, ProtocolError, RemoteError
-
-try:
-    from _queue import Empty  # 3.7+, without importing queue.py
-    from _queue import SimpleQueue as _Queue
-except ImportError:  # Python 3.6
-    from queue import Empty
-    from queue import Queue as _Queue
 
 try:
     _clock = time.monotonic
