@@ -274,6 +274,11 @@ class Transport(object):
         lock = self._write_lock
         lock.acquire()  # not `with`: this is the hot path
         try:
+            if (self._flushing and self._batch_bytes < MAX_BATCH and self._flush_error is None
+                    and not self.closed and not self._flush_stop):
+                self._batch.append(frame)  # a burst under way: queue behind it
+                self._batch_bytes += len(frame)
+                return
             if self.closed:
                 raise GatewayLostError("connection already closed")
             if self._flush_error is not None:
@@ -323,6 +328,7 @@ class Transport(object):
                     self._flush_done.notify_all()
                     if not batch or self._flush_error is not None or self.closed:
                         self._flushing = False
+                        self._last_write = _clock()  # a send that follows at once is still part of the burst
                         if self._flush_stop:
                             return
                         break
