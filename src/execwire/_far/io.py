@@ -378,7 +378,10 @@ def _make_poller(fileno):
     if cpus < 2 or not hasattr(select, "poll"):
         return None  # on one CPU, polling only keeps the peer from answering
     poller = select.poll()
-    poller.register(fileno, select.POLLIN)
+    try:
+        poller.register(fileno, select.POLLIN)
+    except (OSError, ValueError):  # closed meanwhile: the read will say so
+        return None
     return poller
 
 
