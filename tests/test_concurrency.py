@@ -745,9 +745,9 @@ def test_exit_wakes_a_receiver_even_when_a_socket_gateways_far_side_hangs(group,
 
 # == the queue used where _queue.SimpleQueue is missing (Python 3.6, PyPy) ==========================================
 def test_deque_queue_keeps_order_and_times_out():
-    from execwire._far.channel import Empty, _DequeQueue
+    from execwire._far.sync import DequeQueue, Empty
 
-    items = _DequeQueue()
+    items = DequeQueue()
     assert items.empty() and items.qsize() == 0
     for number in range(5):
         items.put(number)
@@ -764,9 +764,9 @@ def test_deque_queue_keeps_order_and_times_out():
 
 
 def test_deque_queue_between_many_threads_loses_and_duplicates_nothing():
-    from execwire._far.channel import Empty, _DequeQueue
+    from execwire._far.sync import DequeQueue, Empty
 
-    items = _DequeQueue()
+    items = DequeQueue()
     producers, consumers, each = 4, 4, 2000
     got: list[list[int]] = [[] for _ in range(consumers)]
 

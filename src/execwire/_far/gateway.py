@@ -15,9 +15,10 @@ import threading
 import time
 
 from . import frames, wire
-from .channel import _TAKE_BATON, MIN_COST, Channel, Empty, _credit, _Flag
-from .channel import _ItemQueue as _Queue
+from .channel import _TAKE_BATON, MIN_COST, Channel, _credit
 from .errors import GatewayLostError, ProtocolError, RemoteError
+from .sync import Empty, Flag
+from .sync import ItemQueue as _Queue
 
 try:
     _clock = time.monotonic
@@ -71,7 +72,7 @@ class BaseGateway(object):
         self._reading_done = False
         self._receiver_left = 0.0  # when a receiver last gave the baton back
         self._baton_wanted = []  # queues of receivers waiting for the baton, oldest first
-        self._ended = _Flag()  # set once reading stopped and every channel was told
+        self._ended = Flag()  # set once reading stopped and every channel was told
         self._reader_alarm = threading.Lock()  # released to cut the reader thread's lingering short
         self._reader_alarm.acquire()
         self._baton_taken = 0.0  # when a receiver or idle worker last took the baton
@@ -316,7 +317,7 @@ class BaseGateway(object):
                 return entry
 
     def _wait_flag(self, flag, timeout):
-        """Wait until ``flag`` (a _Flag) is set, reading frames meanwhile like a receiver; False on timeout."""
+        """Wait until ``flag`` (a Flag) is set, reading frames meanwhile like a receiver; False on timeout."""
         if flag.is_set():
             return True
         waiter = _Queue()
