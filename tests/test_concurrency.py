@@ -339,6 +339,36 @@ def test_a_waiting_receiver_gets_its_item_promptly_after_the_reading_thread_left
     assert time.monotonic() - sent_at < 0.4, "the near thread A waited for its item after the reader left"
 
 
+def test_a_long_burst_of_small_items_starts_arriving_while_it_is_still_being_sent(gw):
+    """The sender of a burst must not keep its items to itself until it blocks: a thread running
+    Python code only gives up the interpreter lock every switch interval, so the flusher would wait."""
+    channel = gw.remote_exec("""
+        import time
+        arrived = None
+        channel.send("ready")
+        for item in channel:
+            if item == 1000:
+                arrived = time.monotonic()
+            if item is None:
+                break
+        channel.send(arrived)
+    """)
+    assert channel.receive(timeout=20) == "ready"
+    sent = {}
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # what a busy machine can do to a sender; makes the test deterministic
+    try:
+        for number in range(8000):
+            channel.send(number)
+            if number == 5000:
+                sent[number] = time.monotonic()
+        channel.send(None)
+    finally:
+        sys.setswitchinterval(previous)
+    arrived = channel.receive(timeout=20)
+    assert arrived < sent[5000], "item 1000 reached the far side only after item 5000 was sent"
+
+
 def test_close_from_another_thread_wakes_a_blocked_receive_with_eoferror(gw):
     channel = gw.remote_exec("channel.receive()")
     gw._rinfo()

@@ -16,6 +16,7 @@ what is queued (call it before closing).
 """
 
 import os
+import sys
 import threading
 import time
 
@@ -39,6 +40,7 @@ SPIN_PAUSE = 64  # ...for this many waits
 _sched_yield = getattr(os, "sched_yield", lambda: None)
 BURST_GAP = 0.0002
 MAX_BATCH = 256 * 1024  # a sender waits while this much is queued for the flusher
+SELF_WRITE = 16 * 1024  # a sender writes the batch itself at this size, if the peer has read everything
 try:
     _clock = time.perf_counter
 except AttributeError:  # pragma: no cover
@@ -78,6 +80,8 @@ class Transport(object):
         self._flush_done = threading.Condition(self._write_lock)
         self._flush_error = None
         self._flush_stop = False
+        self._flusher_writing = False  # the flusher writes a batch (outside the write lock)
+        self._self_write_at = SELF_WRITE  # batch size at which a sender looks whether to write it
         self._poller = None  # see wait_for_data()
         self._spin_pause = -1  # waits left without polling first; -1: not yet known if polling pays
 
@@ -278,6 +282,17 @@ class Transport(object):
                     and not self.closed and not self._flush_stop):
                 self._batch.append(frame)  # a burst under way: queue behind it
                 self._batch_bytes += len(frame)
+                if self._batch_bytes >= self._self_write_at:
+                    self._self_write_at += SELF_WRITE
+                    if not self._flusher_writing and self._peer_has_read_everything():
+                        # A sender in a loop gives up the interpreter lock only every few
+                        # milliseconds, so the flusher may not get to run while the batch
+                        # grows and the peer waits for it: write it ourselves, now that it
+                        # cannot block (the lock we hold keeps the flusher from writing
+                        # anything in between).
+                        batch, self._batch, self._batch_bytes = self._batch, [], 0
+                        self._self_write_at = SELF_WRITE
+                        self.write_all([b"".join(batch)])
                 return
             if self.closed:
                 raise GatewayLostError("connection already closed")
@@ -325,6 +340,7 @@ class Transport(object):
                     batch = self._batch
                     self._batch = []
                     self._batch_bytes = 0
+                    self._self_write_at = SELF_WRITE
                     self._flush_done.notify_all()
                     if not batch or self._flush_error is not None or self.closed:
                         self._flushing = False
@@ -332,11 +348,14 @@ class Transport(object):
                         if self._flush_stop:
                             return
                         break
+                    self._flusher_writing = True
                 try:
                     self.write_all([b"".join(batch)])  # small frames: one copy, one system call
                 except GatewayLostError as exc:
                     with self._write_lock:
                         self._flush_error = exc
+                finally:
+                    self._flusher_writing = False
 
     def flush(self, final=False):
         """Wait until every coalesced frame is written; ``final`` also ends the flusher."""
@@ -352,6 +371,10 @@ class Transport(object):
         """Write what the system takes of ``data`` in one call; return how much."""
         return self.writev([data])
 
+    def _peer_has_read_everything(self):
+        """True only if nothing we wrote is still waiting to be read (False when unknown)."""
+        return False
+
     def write_all(self, buffers):
         """Write every buffer (a short list), resuming after partial writes."""
         while buffers:
@@ -365,6 +388,28 @@ class Transport(object):
                 else:
                     buffers[0] = memoryview(first).cast("B")[written:]
                     written = 0
+
+
+def _unread_counter():
+    """A function telling how many bytes wait unread in a pipe, given its write end; False if none.
+
+    FIONREAD answers for either end of a pipe on Linux.
+    """
+    try:
+        import array
+        import fcntl
+        import termios
+    except ImportError:
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+
+    def unread(fd):
+        count = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+        return count[0]
+
+    return unread
 
 
 def _make_poller(fileno):
@@ -392,6 +437,7 @@ class PipeTransport(Transport):
         Transport.__init__(self)
         self.read_fd = read_fd
         self.write_fd = write_fd
+        self._unread = None  # how to ask how many written bytes wait in the pipe; False: no way
         self._reader = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
 
     def read_fileno(self):
@@ -419,6 +465,16 @@ class PipeTransport(Transport):
             return os.write(self.write_fd, data)
         except OSError as exc:
             raise GatewayLostError("writing to the peer failed: %s" % exc)
+
+    def _peer_has_read_everything(self):
+        if self._unread is None:
+            self._unread = _unread_counter()
+        if self._unread is False:
+            return False
+        try:
+            return self._unread(self.write_fd) == 0
+        except OSError:
+            return False
 
     def close_write(self):
         """Signal end of stream to the peer."""
