@@ -705,7 +705,7 @@ def test_send_racing_close_either_raises_or_delivers(pair):
     pair.start_reader(pair.a)
     pair.start_reader(pair.b)
     ours, theirs = pair.channel()
-    paused = Pause(Transport._send_small, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
+    paused = Pause(Transport.send_frame, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
     sending = Outcome(lambda: ours.send("item"), paused.tracer)
     assert paused.reached.wait(5)  # send() passed its closed check and is about to write
     closing = Outcome(ours.close)

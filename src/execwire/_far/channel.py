@@ -96,8 +96,8 @@ class Channel(object):
             gateway = self.gateway
             if gateway._trace.enabled:
                 gateway._send(frames.DATA, self.id, parts)
-            elif size < SMALL_PAYLOAD and len(parts) == 1:  # the transport's send(), minus its checks
-                gateway._transport._send_small(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
+            elif size < SMALL_PAYLOAD and len(parts) == 1:  # send() would check what we know already
+                gateway._transport.send_frame(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
             else:
                 gateway._transport.send(frames.DATA, self.id, parts, size)
         finally:
@@ -112,19 +112,16 @@ class Channel(object):
         with self._lock:
             if self._closed:
                 raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-            if self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH:
-                self._send_credit -= cost
-            else:
-                self._wait_for_credit(cost)
+            self._wait_for_credit(cost)
             self._sending += 1
 
     def _wait_for_credit(self, cost):
-        """Block (holding self._lock via the condition) until the receiver caught up."""
-        if self._credit_waiters is None:
-            self._credit_waiters = threading.Condition(self._lock)
+        """Take ``cost`` from the credit, first waiting (holding self._lock via the condition) for enough."""
         while not (self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH):
             if self._closed:
                 raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
+            if self._credit_waiters is None:
+                self._credit_waiters = threading.Condition(self._lock)
             self._credit_waiters.wait(1.0)
         self._send_credit -= cost
 

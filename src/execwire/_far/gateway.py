@@ -295,24 +295,25 @@ class BaseGateway(object):
         deadline = None if timeout is None else _clock() + timeout
         while True:
             if self._reading_done or self._transport.read_fileno() is None:
-                entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
+                pass  # nobody reads here: wait for what the reader thread delivers
             elif self._baton.acquire(False):
                 entry = self._read_for(items, deadline, not receiver)
                 if entry is not _YIELDED:
                     return entry
-                entry = _get(items, None if deadline is None else max(deadline - _clock(), 0))
-            elif not receiver:
-                entry = _get(items, timeout if deadline is None else max(deadline - _clock(), 0))
-            else:
+            elif receiver:
                 wanted = self._baton_wanted
                 wanted.append(items)
                 if self._baton.acquire(False):  # given back before we asked: nobody would wake us
                     _remove(wanted, items)
                     return self._read_for(items, deadline, False)
                 try:
-                    entry = _get(items, None if deadline is None else max(deadline - _clock(), 0))
+                    entry = _get(items, deadline)
                 finally:
                     _remove(wanted, items)
+                if entry is not _TAKE_BATON:
+                    return entry
+                continue
+            entry = _get(items, deadline)
             if entry is not _TAKE_BATON:
                 return entry
 
@@ -486,9 +487,9 @@ def format_exception(exc_info, skip_frames=0):
     return "".join(traceback.format_exception(exc_type, exc, tb))
 
 
-def _get(items, timeout):
-    """Block for the next entry of ``items``; Empty after ``timeout`` seconds (None: no limit)."""
-    return items.get() if timeout is None else items.get(True, timeout)
+def _get(items, deadline):
+    """Block for the next entry of ``items``; Empty once ``deadline`` (None: none) has passed."""
+    return items.get() if deadline is None else items.get(True, max(deadline - _clock(), 0))
 
 
 def _take(items):

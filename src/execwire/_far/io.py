@@ -139,7 +139,7 @@ class Transport(object):
     def consumed(self, position):
         """The caller parsed the frames of unparsed() up to ``position``."""
         self._rbuf_start = position
-        self.frames_read += 1  # it only has to change: see _send_small()
+        self.frames_read += 1  # it only has to change: see send_frame()
 
     def read_some(self):
         """One read from the peer into the buffer; False at a clean end of stream."""
@@ -263,7 +263,7 @@ class Transport(object):
             raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (length, frames.MAX_PAYLOAD))
         head = _pack_header(_MAGIC, msgtype, channel_id, length)
         if length < SMALL_PAYLOAD:  # small: one contiguous buffer, one system call
-            self._send_small(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
+            self.send_frame(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
             return
         with self._write_lock:
             while self._flushing and not self.closed:  # large parts are not copied: write them in order
@@ -273,8 +273,9 @@ class Transport(object):
             self.write_all([head] + list(parts))
             self._last_write = _clock()
 
-    def _send_small(self, frame):
-        """Write a small frame at once, or queue it for the flusher during a burst."""
+    def send_frame(self, frame):
+        """Write one complete frame (header included, payload under SMALL_PAYLOAD bytes) at once,
+        or queue it for the flusher during a burst."""
         lock = self._write_lock
         lock.acquire()  # not `with`: this is the hot path
         try:

@@ -3,8 +3,8 @@
 Far-side module: stdlib only, Python >= 3.6.
 
 ItemQueue is the C SimpleQueue where there is one, else DequeQueue; Flag is
-a one-way event that can also wake a queue, so a thread waiting for it can
-wait the way receivers do (see BaseGateway._wait_flag).
+a one-way event that wakes queues, so a thread waiting for it waits the way
+receivers do and reads frames meanwhile (see BaseGateway._wait_flag).
 """
 
 import threading
@@ -25,7 +25,7 @@ except AttributeError:  # pragma: no cover
 
 
 class Flag(object):
-    """A one-way event (set once, never cleared); cheaper to make than threading.Event."""
+    """A one-way event (set once, never cleared) that puts True into each queue waiting for it."""
 
     __slots__ = ("_set", "_waiters", "_lock")
 
@@ -41,11 +41,8 @@ class Flag(object):
         with self._lock:
             self._set = True
             waiters, self._waiters = self._waiters or (), None
-        for waiter in waiters:
-            if isinstance(waiter, _LockType):
-                waiter.release()
-            else:
-                waiter.put(True)
+        for queue in waiters:
+            queue.put(True)
 
     def add_queue(self, queue):
         """Put True into ``queue`` when set; False if it is set already."""
@@ -62,30 +59,8 @@ class Flag(object):
             if self._waiters is not None and queue in self._waiters:
                 self._waiters.remove(queue)
 
-    def wait(self, timeout=None):
-        if self._set:
-            return True
-        waiter = _new_lock()
-        waiter.acquire()
-        with self._lock:
-            if self._set:
-                return True
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-        if timeout is None:
-            waiter.acquire()
-            return True
-        if waiter.acquire(True, max(timeout, 0)):
-            return True
-        with self._lock:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-            return self._set
-
 
 _new_lock = threading.Lock
-_LockType = type(_new_lock())
 
 
 class DequeQueue(object):
