@@ -285,7 +285,7 @@ class Transport(object):
                 self._batch_bytes += len(frame)
                 if self._batch_bytes >= self._self_write_at:
                     self._self_write_at += SELF_WRITE
-                    if not self._flusher_writing and self._peer_has_read_everything():
+                    if not self._flusher_writing and self._peer_waits_with_room_for(self._batch_bytes):
                         # A sender in a loop gives up the interpreter lock only every few
                         # milliseconds, so the flusher may not get to run while the batch
                         # grows and the peer waits for it: write it ourselves, now that it
@@ -372,8 +372,8 @@ class Transport(object):
         """Write what the system takes of ``data`` in one call; return how much."""
         return self.writev([data])
 
-    def _peer_has_read_everything(self):
-        """True only if nothing we wrote is still waiting to be read (False when unknown)."""
+    def _peer_waits_with_room_for(self, nbytes):
+        """True only if the peer has read all we wrote and ``nbytes`` fit without waiting (False when unknown)."""
         return False
 
     def write_all(self, buffers):
@@ -391,26 +391,27 @@ class Transport(object):
                     written = 0
 
 
-def _unread_counter():
-    """A function telling how many bytes wait unread in a pipe, given its write end; False if none.
+def _pipe_probe():
+    """A function giving (unread bytes, capacity) of a pipe from its write end; False where there is none.
 
-    FIONREAD answers for either end of a pipe on Linux.
+    Linux answers FIONREAD for either end of a pipe, and F_GETPIPE_SZ.
     """
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         import array
         import fcntl
         import termios
     except ImportError:
         return False
-    if not sys.platform.startswith("linux"):
-        return False
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", 1032)  # the constant appeared in Python 3.10
 
-    def unread(fd):
+    def probe(fd):
         count = array.array("i", [0])
         fcntl.ioctl(fd, termios.FIONREAD, count, True)
-        return count[0]
+        return count[0], fcntl.fcntl(fd, get_size)
 
-    return unread
+    return probe
 
 
 def _make_poller(fileno):
@@ -438,7 +439,7 @@ class PipeTransport(Transport):
         Transport.__init__(self)
         self.read_fd = read_fd
         self.write_fd = write_fd
-        self._unread = None  # how to ask how many written bytes wait in the pipe; False: no way
+        self._probe = None  # asks a pipe for its unread bytes and capacity; False: no way here
         self._reader = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
 
     def read_fileno(self):
@@ -467,15 +468,16 @@ class PipeTransport(Transport):
         except OSError as exc:
             raise GatewayLostError("writing to the peer failed: %s" % exc)
 
-    def _peer_has_read_everything(self):
-        if self._unread is None:
-            self._unread = _unread_counter()
-        if self._unread is False:
+    def _peer_waits_with_room_for(self, nbytes):
+        if self._probe is None:
+            self._probe = _pipe_probe()
+        if self._probe is False:
             return False
         try:
-            return self._unread(self.write_fd) == 0
+            unread, capacity = self._probe(self.write_fd)
         except OSError:
             return False
+        return unread == 0 and nbytes <= capacity
 
     def close_write(self):
         """Signal end of stream to the peer."""
