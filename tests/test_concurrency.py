@@ -1,4 +1,4 @@
-"""Concurrency of the core: the reader baton, receive(timeout), close/exit races, flow control, the flusher.
+"""Concurrency of the core: the reader baton, receive(timeout), close/exit races, flow control.
 
 Two kinds of tests:
 
@@ -33,11 +33,10 @@ import pytest
 from conftest import pid_gone, wait_until
 
 import execwire
-from execwire._far import frames
-from execwire._far import io as far_io
+from execwire._far import frames, protocol, wire
 from execwire._far.channel import WINDOW, Channel
 from execwire._far.gateway import BaseGateway, Tracer
-from execwire._far.io import PipeTransport, Transport
+from execwire._far.streams import FrameWriter, PipeStream
 from execwire.gateway import Gateway
 
 pytestmark = pytest.mark.timeout(60)
@@ -153,8 +152,22 @@ class Outcome:
         self.thread.start()
 
 
+class _Near(BaseGateway):
+    """The near end of a Pair: it takes the far end's HELLO."""
+
+    def _special_event(self, event: tuple[Any, ...]) -> None:
+        if event[0] != protocol.HELLO:
+            super()._special_event(event)
+
+
 class _Peer(BaseGateway):
-    _first_channel_id = 2  # even ids, as a far side has
+    """The far end of a Pair (even channel ids): it takes the near end's CONFIG."""
+
+    _side = protocol.FAR
+
+    def _special_event(self, event: tuple[Any, ...]) -> None:
+        if event[0] != protocol.CONFIG:
+            super()._special_event(event)
 
 
 class Pair:
@@ -163,11 +176,13 @@ class Pair:
     def __init__(self) -> None:
         b_reads, a_writes = os.pipe()
         a_reads, b_writes = os.pipe()
-        self.ta = PipeTransport(a_reads, a_writes)
-        self.tb = PipeTransport(b_reads, b_writes)
-        self.a = BaseGateway(self.ta, "a", Tracer("a"))
+        self.ta = PipeStream(a_reads, a_writes)
+        self.tb = PipeStream(b_reads, b_writes)
+        self.a = _Near(self.ta, "a", Tracer("a"))
         self.b = _Peer(self.tb, "b", Tracer("b"))
         self.threads: list[threading.Thread] = []
+        self.a._send(frames.CONFIG, 0, wire.encode({}))
+        self.b._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": {}}))
 
     def start_reader(self, gateway: BaseGateway, tracer: Callable[..., Any] | None = None) -> None:
         def run() -> None:
@@ -181,7 +196,7 @@ class Pair:
 
     def channel(self) -> tuple[Channel, Channel]:
         ours = self.a.newchannel()
-        return ours, self.b._channel_for(ours.id)
+        return ours, self.b._protocol.channel_for(ours.id)
 
     def close(self) -> None:
         self.ta.close_write()
@@ -339,36 +354,6 @@ def test_a_waiting_receiver_gets_its_item_promptly_after_the_reading_thread_left
     assert time.monotonic() - sent_at < 0.4, "the near thread A waited for its item after the reader left"
 
 
-def test_a_long_burst_of_small_items_starts_arriving_while_it_is_still_being_sent(gw):
-    """The sender of a burst must not keep its items to itself until it blocks: a thread running
-    Python code only gives up the interpreter lock every switch interval, so the flusher would wait."""
-    channel = gw.remote_exec("""
-        import time
-        arrived = None
-        channel.send("ready")
-        for item in channel:
-            if item == 1000:
-                arrived = time.monotonic()
-            if item is None:
-                break
-        channel.send(arrived)
-    """)
-    assert channel.receive(timeout=20) == "ready"
-    sent = {}
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # what a busy machine can do to a sender; makes the test deterministic
-    try:
-        for number in range(8000):
-            channel.send(number)
-            if number == 5000:
-                sent[number] = time.monotonic()
-        channel.send(None)
-    finally:
-        sys.setswitchinterval(previous)
-    arrived = channel.receive(timeout=20)
-    assert arrived < sent[5000], "item 1000 reached the far side only after item 5000 was sent"
-
-
 def test_close_from_another_thread_wakes_a_blocked_receive_with_eoferror(gw):
     channel = gw.remote_exec("channel.receive()")
     gw._rinfo()
@@ -489,7 +474,7 @@ def test_items_queued_before_setcallback_and_after_all_reach_the_callback(gw):
 
 # == known problems ==============================================================================================
 def test_setcallback_racing_a_delivery_loses_the_item(pair):
-    paused = Pause(BaseGateway._dispatch_small_frames, "items.put((value, length + MIN_COST))")
+    paused = Pause(BaseGateway._dispatch, "items.put((event[2], event[3]))")
     pair.start_reader(pair.a)
     pair.start_reader(pair.b, paused.tracer)
     ours, theirs = pair.channel()
@@ -501,46 +486,6 @@ def test_setcallback_racing_a_delivery_loses_the_item(pair):
     assert wait_until(lambda: got == ["item"], 2), "the item delivered during setcallback() never reached it"
 
 
-def test_small_burst_after_the_final_flush_is_neither_lost_nor_hangs(monkeypatch):
-    monkeypatch.setattr(far_io, "BURST_GAP", 10.0)  # every send after the second counts as a burst
-    read_fd, write_fd = os.pipe()
-    transport = PipeTransport(read_fd, write_fd)
-    try:
-        before = set(threading.enumerate())
-        for _ in range(3):
-            transport.send(frames.DATA, 1, [b"a"])
-        flushers = [thread for thread in threading.enumerate() if thread not in before]
-        assert len(flushers) == 1
-        transport.flush(final=True)
-        flushers[0].join(5)
-        assert not flushers[0].is_alive()
-        for _ in range(3):
-            transport.send(frames.DATA, 1, [b"b"])
-        flushed = Outcome(transport.flush)
-        assert flushed.done.wait(2), "flush() hangs: the frames were queued for a flusher that has ended"
-    finally:
-        os.close(read_fd)
-        transport.close_write()
-
-
-def test_small_burst_right_after_the_final_flush_does_not_raise_runtime_error(monkeypatch):
-    monkeypatch.setattr(far_io, "BURST_GAP", 10.0)
-    read_fd, write_fd = os.pipe()
-    transport = PipeTransport(read_fd, write_fd)
-    try:
-        for _ in range(3):
-            transport.send(frames.DATA, 1, [b"a"])
-        transport.flush(final=True)
-        try:
-            for _ in range(3):
-                transport.send(frames.DATA, 1, [b"b"])
-        except RuntimeError as exc:
-            raise AssertionError(f"send() after flush(final=True) raised {exc!r}") from exc
-    finally:
-        os.close(read_fd)
-        transport.close_write()
-
-
 def test_ctrl_c_during_a_blocked_receive_raises_keyboard_interrupt_and_keeps_the_gateway(gw):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach the main thread only")
@@ -550,7 +495,7 @@ def test_ctrl_c_during_a_blocked_receive_raises_keyboard_interrupt_and_keeps_the
     main = threading.main_thread()
 
     def interrupt() -> None:
-        if wait_until(lambda: in_call(main, "read_some") or in_call(main, "wait_readable"), 5):
+        if wait_until(lambda: in_call(main, "readinto") or in_call(main, "readable") or in_call(main, "wait"), 5):
             signal.pthread_kill(main.ident or 0, signal.SIGINT)
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -584,9 +529,9 @@ def test_receive_timeout_is_kept_while_other_channels_have_traffic(pair):
         if len(feeds) < 30:
             time.sleep(0.02)
             busy_ours.send(len(feeds))
-            feeds.append(pair.tb.wait_readable(5))
+            feeds.append(pair.b._waiter.readable(5))
 
-    hook = LineHook(BaseGateway._read_for, "wait_for_data(", traffic_before_each_check)
+    hook = LineHook(BaseGateway._read_for, "waiter.wait(", traffic_before_each_check)
     started = time.monotonic()
     outcome = Outcome(lambda: quiet.receive(timeout=0.05), hook.tracer)
     assert outcome.done.wait(10)
@@ -613,7 +558,7 @@ def test_slow_output_handler_does_not_stretch_receive_timeout(group):
     main = threading.current_thread()
 
     def start_printing() -> None:
-        wait_until(lambda: in_call(main, "wait_readable"), 5)  # the test thread reads for everyone
+        wait_until(lambda: in_call(main, "readable"), 5)  # the test thread reads for everyone
         printer.send("go")
 
     threading.Thread(target=start_printing, daemon=True).start()
@@ -650,8 +595,12 @@ def test_exit_is_bounded_when_the_far_side_stops_reading(group):
     pid = gw._rinfo().pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        for _ in range(200):  # a burst: coalesced, handed to the flusher, which blocks on the full pipe
-            channel.send(b"x" * 1000)
+        def burst() -> None:
+            for _ in range(600):  # more than the pipe holds (up to 256 KiB): the sender blocks in its write
+                channel.send(b"x" * 1000)
+
+        sending = Outcome(burst)
+        assert not sending.done.wait(0.5), "600 kB went into a pipe whose reader is stopped"
         exiting = Outcome(lambda: gw.exit(timeout=0.5))
         returned = exiting.done.wait(4)
     finally:
@@ -659,6 +608,8 @@ def test_exit_is_bounded_when_the_far_side_stops_reading(group):
             os.kill(pid, signal.SIGKILL)
     assert exiting.done.wait(10)
     assert returned, "exit(timeout=0.5) still blocked after 4 s"
+    assert sending.done.wait(10), "the blocked sender never woke after exit()"
+    assert isinstance(sending.error, execwire.GatewayLostError), repr(sending.error)
 
 
 def test_gateway_whose_hello_was_read_by_a_receiver_is_not_declared_failed(group):
@@ -705,7 +656,7 @@ def test_send_racing_close_either_raises_or_delivers(pair):
     pair.start_reader(pair.a)
     pair.start_reader(pair.b)
     ours, theirs = pair.channel()
-    paused = Pause(Transport.send_frame, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
+    paused = Pause(FrameWriter.send_frame, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
     sending = Outcome(lambda: ours.send("item"), paused.tracer)
     assert paused.reached.wait(5)  # send() passed its closed check and is about to write
     closing = Outcome(ours.close)
@@ -727,7 +678,7 @@ def test_close_wakes_a_sender_blocked_on_flow_control_promptly(pair):
     pair.start_reader(pair.b)
     ours, _theirs = pair.channel()  # nobody receives: no credit comes back
     chunk = b"c" * (1 << 20)
-    paused = Pause(Channel._wait_for_credit, "self._credit_waiters.wait(")
+    paused = Pause(Channel._wait_to_send, "self._credit_waiters.wait(")
 
     def flood() -> None:
         while True:

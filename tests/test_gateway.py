@@ -246,12 +246,12 @@ def test_execmodel_main_thread_only_runs_one_remote_exec_after_another(group):
     # happens every time: the next remote_exec arrives while the far side is still finishing the last one
     gateway.remote_exec("""
         import time
-        gateway = channel.gateway
-        forget = gateway._forget_channel
-        def slow_forget(channel_id):
+        core = channel.gateway._protocol
+        forget = core._forget
+        def slow_forget(channel):
             time.sleep(0.2)
-            forget(channel_id)
-        gateway._forget_channel = slow_forget
+            forget(channel)
+        core._forget = slow_forget
     """).waitclose(10)
     for n in range(3):
         channel = gateway.remote_exec("channel.send(channel.receive() + 1)")

@@ -131,7 +131,7 @@ def test_ipv6_loopback_spec_and_function(group, tmp_path, token_file):
         assert running.spec_address == f"[::1]:{running.port}"
         gw = group.makegateway(f"socket=[::1]:{running.port}//token_file={token_file}")
         assert gw.remote_exec("channel.send('v6')").receive(timeout=20) == "v6"
-        assert gw._transport.address == f"[::1]:{running.port}"
+        assert gw._stream.address == f"[::1]:{running.port}"
         gw.exit()
         gw = execwire.SocketGateway("::1", running.port, token_file=str(token_file))
         try:
@@ -231,7 +231,7 @@ def test_new_remote_starts_a_server_inside_a_gateway(group):
     assert gw.spec.installvia == "host"
     channel = gw.remote_exec("import os; channel.send(os.getppid())")
     assert channel.receive(timeout=20) == host._rinfo().pid  # its far Python is a child of the host gateway
-    address = gw._transport.address
+    address = gw._stream.address
     hostname, _, port = address.rpartition(":")
     assert hostname == "127.0.0.1" and int(port) > 0
     assert connectable((hostname, int(port)))
@@ -246,7 +246,7 @@ def test_installvia_spec_and_the_server_ends_with_its_host(group):
     gw = group.makegateway("socket//installvia=middle")
     assert gw.remote_exec(ECHO).send("x") is None
     info = gw._rinfo()
-    hostname, _, port = gw._transport.address.rpartition(":")
+    hostname, _, port = gw._stream.address.rpartition(":")
     host.exit()
     assert wait_until(lambda: not connectable((hostname, int(port))), 10)  # the server lived in the host
     # a gateway already made through it is a connection of its own and keeps working
@@ -261,7 +261,7 @@ def test_new_remote_on_ipv6_loopback(group):
     host = group.makegateway("popen")
     gw = execwire.SocketGateway.new_remote(host, ("::1", 0))
     assert gw._rinfo().pid != host._rinfo().pid
-    assert gw._transport.address.startswith("[::1]:")
+    assert gw._stream.address.startswith("[::1]:")
 
 
 def test_installvia_errors_name_the_problem(group):

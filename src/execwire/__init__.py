@@ -6,6 +6,7 @@ Only re-exports live here; the implementation is in the private-looking modules.
 from ._far.channel import Channel
 from ._far.errors import (
     AuthenticationError,
+    CallbackError,
     ChannelClosedError,
     Error,
     GatewayLostError,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CallbackError",
     "Channel",
     "ChannelClosedError",
     "DataFormatError",

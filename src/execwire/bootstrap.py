@@ -25,7 +25,8 @@ from ._far import frames, wire
 
 FAR_PACKAGE = "_execwire_far"
 # dependency order: a module is installed after those it imports
-FAR_MODULES = ("errors", "frames", "wire", "io", "sync", "channel", "gateway", "execution", "boot")
+FAR_MODULES = ("errors", "frames", "wire", "protocol", "streams", "interrupts", "sync", "channel", "gateway",
+               "execution", "boot")
 MIN_VERSION = (3, 6)
 
 _STAGE2_TEMPLATE = '''\

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import textwrap
@@ -12,11 +13,11 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._far import frames, wire
+from ._far import frames, protocol, wire
 from ._far.channel import Channel
 from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
 from ._far.gateway import BaseGateway, Tracer
-from ._far.io import Transport
+from ._far.streams import Stream
 from .process import Process
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .spec import XSpec
 
 DEBUG = bool(os.environ.get("EXECWIRE_DEBUG"))
+logger = logging.getLogger("execwire")
 OutputHandler = Callable[["Gateway", int, bytes], None]
 
 
@@ -79,12 +81,11 @@ class Gateway(BaseGateway):
     first call that needs an answer raises GatewayStartError if it failed.
     """
 
-    _first_channel_id = 1
     startup_timeout = 60.0
 
-    def __init__(self, transport: Transport, spec: XSpec, gateway_id: str,
+    def __init__(self, stream: Stream, spec: XSpec, gateway_id: str,
                  process: Process | None = None, group: Group | None = None) -> None:
-        super().__init__(transport, gateway_id, Tracer("near " + gateway_id, 2 if DEBUG else None))
+        super().__init__(stream, gateway_id, Tracer("near " + gateway_id, 2 if DEBUG else None))
         self.spec = spec
         self._process = process
         self._group = group
@@ -133,7 +134,7 @@ class Gateway(BaseGateway):
                 raise GatewayStartError(
                     f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
                     f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
-            if self._transport.wait_readable(min(remaining, 0.05)):
+            if self._waiter.readable(min(remaining, 0.05)):
                 return
 
     def _start_failed(self, error: GatewayStartError) -> None:
@@ -178,21 +179,35 @@ class Gateway(BaseGateway):
         start_error.__cause__ = cause
         return start_error
 
-    def _dispatch_special(self, msgtype: int, channel_id: int, payload: memoryview) -> None:
-        if msgtype == frames.OUTPUT:
+    def _special_event(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == protocol.OUTPUT:
             # on the callback thread: a slow or failing handler must not hold up reading
-            self._schedule_callback(None, self._emit_output, (channel_id, bytes(payload)), 0)
-        elif msgtype == frames.HELLO:
-            hello = wire.decode(payload)
+            self._schedule_callback(None, self._emit_output, (event[1], event[2]), 0)
+        elif kind == protocol.HELLO:
+            hello = event[1]
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
             self._ready.set()
         else:
-            super()._dispatch_special(msgtype, channel_id, payload)
+            super()._special_event(event)
 
     def _emit_output(self, output: tuple[int, bytes]) -> None:
-        self.output_handler(self, output[0], output[1])
+        """Hand far output to the handler; only then may the far side send more (flow control)."""
+        try:
+            self.output_handler(self, output[0], output[1])
+        finally:
+            credit = self._protocol.output_handled(len(output[1]))
+            if credit is not None:
+                try:
+                    self._send_frame(credit)
+                except GatewayLostError:
+                    pass
+
+    def _report_callback_error(self, channel: Channel, text: str) -> None:
+        logger.error("the callback of channel %d on gateway %s failed; the channel is closed:\n%s",
+                     channel.id, self.id, text.rstrip())
 
     def wait_ready(self, timeout: float | None = None) -> Gateway:
         """Block until the far side has answered; raise GatewayStartError if it failed."""
@@ -234,7 +249,7 @@ class Gateway(BaseGateway):
         try:
             self._send(frames.EXEC, channel.id, request)
         except GatewayLostError:
-            self._forget_channel(channel.id)
+            self._protocol._forget(channel)
             if not self._ready.is_set():  # died while starting: say why, not just "broken pipe"
                 self.wait_ready(self.startup_timeout)
             raise
@@ -291,7 +306,7 @@ class Gateway(BaseGateway):
             self._process.stop(max(deadline - time.monotonic(), 0.0))  # then SIGTERM, then SIGKILL
             self._wait_flag(self._ended, 1.0)  # read what it said last, as a receiver would
         self._reader.join(max(deadline - time.monotonic(), 0.0) if self._process is None else 1.0)
-        self._transport.close()
+        self._stream.close()
         if self._reader.is_alive():
             self._reading_failed(None)  # wake every waiter even if the reader is stuck
         callbacks = self._callback_thread
@@ -303,10 +318,9 @@ class Gateway(BaseGateway):
     def _say_goodbye(self) -> None:
         try:
             self._send(frames.TERMINATE, 0)
-            self._transport.flush(final=True)
         except GatewayLostError:
             pass
-        self._transport.close_write()
+        self._stream.close_write()
 
     def __enter__(self) -> Gateway:
         return self

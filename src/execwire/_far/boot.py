@@ -13,10 +13,10 @@ import sys
 import threading
 
 from . import frames, wire
-from .errors import GatewayLostError
+from .errors import Error
 from .execution import FarGateway, rinfo
 from .gateway import Tracer
-from .io import PipeTransport, SocketTransport
+from .streams import PipeStream, SocketStream
 
 
 def main():
@@ -26,45 +26,45 @@ def main():
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.close(devnull)
-    serve(PipeTransport(proto_in, proto_out), redirect_output=True)
+    serve(PipeStream(proto_in, proto_out), redirect_output=True)
 
 
 def serve_socket(sock):
     """Entry point for a far side reached through a connected socket."""
-    serve(SocketTransport(sock), redirect_output=False)
+    serve(SocketStream(sock), redirect_output=False)
 
 
-def serve(transport, redirect_output):
+def serve(stream, redirect_output):
     """Read CONFIG, apply it, say HELLO and run until told to stop; then exit."""
+    gateway = FarGateway(stream, None, Tracer("far"))
     try:
-        frame = transport.read_frame()
-    except GatewayLostError:
-        frame = None
-    if frame is None:
+        config, events = gateway.read_config()
+    except Error as exc:  # not a CONFIG frame first, or garbage: say so, if anyone listens
+        _fail(gateway, str(exc))
+    if config is None:
         os._exit(0)  # the controller left before saying anything
-    msgtype, _channel_id, payload = frame
-    if msgtype != frames.CONFIG:
-        _fail(transport, "expected a CONFIG frame first, got %s" % frames.NAMES.get(msgtype))
-    config = wire.decode(payload)
-    trace = Tracer("far", os.dup(2) if config.get("debug") else None)
+    gateway._trace = Tracer("far", os.dup(2) if config.get("debug") else None)
     try:
+        gateway.configure(config)
         apply_settings(config)
     except ValueError as exc:
-        _fail(transport, str(exc))
-    gateway = FarGateway(transport, config.get("id"), trace, config.get("execmodel", "thread"))
+        _fail(gateway, str(exc))
     original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
-    forwarder = OutputForwarder(transport) if redirect_output else None
+    forwarder = OutputForwarder(gateway) if redirect_output else None
     try:
-        transport.send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
-        trace("serving, config:", config)
-        gateway.serve()
+        gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+        gateway._trace("serving, config:", config)
+        gateway.serve(events)
     except BaseException:
         _report_crash(original_stderr)
     finally:
         if forwarder is not None:
             forwarder.finish()
-        transport.flush(final=True)
-        transport.close()
+        try:
+            gateway._writer.flush_owed()
+        except Error:
+            pass
+        stream.close()
         os._exit(0)
 
 
@@ -107,9 +107,9 @@ def _report_crash(fd):
         pass
 
 
-def _fail(transport, message):
+def _fail(gateway, message):
     try:
-        transport.send(frames.HELLO, 0, wire.encode({"error": message}))
+        gateway._send(frames.HELLO, 0, wire.encode({"error": message}))
     finally:
         os._exit(1)
 
@@ -117,8 +117,8 @@ def _fail(transport, message):
 class OutputForwarder(object):
     """Sends what is written to file descriptors 1 and 2 to the controller."""
 
-    def __init__(self, transport):
-        self.transport = transport
+    def __init__(self, gateway):
+        self.gateway = gateway
         self.read_fds = {}
         for stream_id, fd, stream_name in ((1, 1, "stdout"), (2, 2, "stderr")):
             read_fd, write_fd = os.pipe()
@@ -140,6 +140,7 @@ class OutputForwarder(object):
 
         fds = list(self.read_fds) + [self._wake_read]
         draining = False
+        forwarding = True
         while fds:
             try:
                 ready, _, _ = select.select(fds, [], [], 0 if draining else None)
@@ -156,10 +157,11 @@ class OutputForwarder(object):
                 if not data:
                     fds.remove(fd)
                     continue
-                try:
-                    self.transport.send(frames.OUTPUT, self.read_fds[fd], [data])
-                except GatewayLostError:
-                    return
+                if forwarding:
+                    try:
+                        self.gateway.send_output(self.read_fds[fd], data)
+                    except Error:  # the controller is gone: keep reading, so writers never block
+                        forwarding = False
 
     def finish(self, timeout=2.0):
         """Flush, send what is still in the pipes (bounded), stop the thread."""

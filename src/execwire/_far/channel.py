@@ -6,22 +6,28 @@ A channel has two halves. Its sending half closes when this side calls close()
 or the other side closes it; its receiving half closes when the other side says
 it will send no more (or this side closes). Items that arrived before the
 receiving half closed are always handed out first, then EOFError (clean end) or
-the error that ended the channel (RemoteError, GatewayLostError).
+the error that ended the channel (RemoteError, GatewayLostError). The states and
+credit live in the protocol core's ChannelState, which Channel extends with the
+waiting: the item queue, callbacks and blocked senders.
 
 Flow control: a sender may have at most WINDOW bytes of items that the other
 side has not yet received (each item counts MIN_COST bytes more than its size);
 beyond that send() waits until the receiver takes items and returns CREDIT, in
 batches. So a slow receiver holds back a fast sender instead of buffering without
 limit. An item larger than the window goes once less than a batch is outstanding.
+
+Errors say who ended it: ChannelClosedError when a side closed the channel on
+purpose, GatewayLostError when the connection died, RemoteError when the far
+code raised.
 """
 
-import struct
 import threading
 import time
 
-from . import frames
+from . import frames, interrupts
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
-from .io import SMALL_PAYLOAD, payload_size
+from .protocol import CLOSE_RECEIVED, CREDIT_BATCH, MIN_COST, OPEN, WINDOW, ChannelState, wire_size
+from .streams import SMALL_PAYLOAD
 from .sync import Empty, Flag, ItemQueue
 from .wire import DumpError
 from .wire import encode as _encode
@@ -34,48 +40,46 @@ except AttributeError:  # pragma: no cover
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
 _TAKE_BATON = object()  # put in a waiting receiver's queue: the gateway's baton is free, take it
-WINDOW = 8 * 1024 * 1024
-MIN_COST = 128
-_CREDIT_BATCH = WINDOW // 4
+_CREDIT_BATCH = CREDIT_BATCH
 CLOSE_WAIT = 5.0  # close() waits at most this long for sends already under way
-_credit = struct.Struct("!Q")
 _pack_header = frames.HEADER.pack
 _MAGIC = frames.MAGIC
 _DATA = frames.DATA
+_critical = interrupts.critical
+_done = interrupts.done
 
 
-class Channel(object):
+class Channel(ChannelState):
     """Send and receive items to and from the other side."""
 
     RemoteError = RemoteError
     TimeoutError = TimeoutError
 
-    def __init__(self, gateway, id):
+    def __init__(self, gateway, core, id):
+        ChannelState.__init__(self, core, id)
         self.gateway = gateway
-        self.id = id
         self._items = ItemQueue()  # None once a callback takes the items
         self._callback = None
         self._endmarker = NO_ENDMARKER_WANTED
         self._lock = threading.Lock()
-        self._closed = False  # sending half
-        self._close_reason = ""
         self._receive_closed = Flag()  # receiving half
-        self._error = None
-        self._send_credit = WINDOW  # bytes we may still send before the peer receives
+        self._error = None  # what receivers get after the items: RemoteError, GatewayLostError
+        self._lost = None  # the GatewayLostError, once the connection died
         self._credit_waiters = None  # a Condition, made when a sender first has to wait
-        self._received_cost = 0  # bytes received but not yet credited back
-        self._sending = 0  # sends between their closed check and the end of their write
+        self._sending = 0  # sends between their state check and the end of their write
 
     def __repr__(self):
-        return "<Channel id=%d %s>" % (self.id, "closed" if self._closed else "open")
+        return "<Channel id=%d %s>" % (self.id, "closed" if self.isclosed() else "open")
 
     # -- sending ------------------------------------------------------------
     def send(self, item):
-        """Send ``item`` (a value of a basic type, or a channel) to the other side."""
-        if self._closed:
-            raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
+        """Send ``item`` (a value of a basic type, or a channel) to the other side.
+
+        Returns once the item is written to the connection: it reaches the other
+        side even if this process dies right after.
+        """
         parts = _encode(item, Channel)
-        size = len(parts[0]) if len(parts) == 1 else payload_size(parts)
+        size = len(parts[0]) if len(parts) == 1 else wire_size(parts)
         if size > frames.MAX_PAYLOAD:
             raise DumpError("cannot send an item of %d bytes on channel %d: the limit is %d bytes per "
                             "item; send it in pieces" % (size, self.id, frames.MAX_PAYLOAD))
@@ -83,47 +87,53 @@ class Channel(object):
         lock = self._lock
         lock.acquire()  # not `with`: this is the hot path
         credit = self._send_credit
-        # the receiver credits in batches, so less than a batch outstanding may be all
-        # received: then even an item larger than the window may go
-        if not self._closed and (credit >= cost or WINDOW - credit < _CREDIT_BATCH):
+        # ChannelState._can_send() and _reserve(cost), inlined
+        if (self._local == OPEN and self._remote != CLOSE_RECEIVED
+                and (credit >= cost or WINDOW - credit < _CREDIT_BATCH)):
             self._send_credit = credit - cost
             self._sending += 1  # close() waits for us, so CLOSE never overtakes this item
             lock.release()
         else:
             lock.release()
-            self._reserve(cost)
+            self._wait_to_send(cost)
+        entered = _critical()
         try:
             gateway = self.gateway
             if gateway._trace.enabled:
-                gateway._send(frames.DATA, self.id, parts)
-            elif size < SMALL_PAYLOAD and len(parts) == 1:  # send() would check what we know already
-                gateway._transport.send_frame(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
+                gateway._trace("send", "DATA", self.id, size, "bytes")
+            if size < SMALL_PAYLOAD and len(parts) == 1:
+                gateway._writer.send_frame(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
             else:
-                gateway._transport.send(frames.DATA, self.id, parts, size)
+                gateway._writer.send(_DATA, self.id, parts, size)
         finally:
             lock.acquire()
             self._sending -= 1
             if self._credit_waiters is not None:
                 self._credit_waiters.notify_all()
             lock.release()
+            if entered:
+                _done()
 
-    def _reserve(self, cost):
-        """The slow way to start a send: wait for credit, or fail if the channel closed."""
+    def _wait_to_send(self, cost):
+        """The slow way to start a send: wait for credit, or raise why the channel cannot send."""
         with self._lock:
-            if self._closed:
-                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-            self._wait_for_credit(cost)
-            self._sending += 1
+            while True:
+                if not self._can_send():
+                    raise self._send_error()
+                if self._reserve(cost):
+                    self._sending += 1
+                    return
+                if self._credit_waiters is None:
+                    self._credit_waiters = threading.Condition(self._lock)
+                self._credit_waiters.wait(1.0)
 
-    def _wait_for_credit(self, cost):
-        """Take ``cost`` from the credit, first waiting (holding self._lock via the condition) for enough."""
-        while not (self._send_credit >= cost or WINDOW - self._send_credit < _CREDIT_BATCH):
-            if self._closed:
-                raise ChannelClosedError("cannot send on channel %d: %s" % (self.id, self._close_reason))
-            if self._credit_waiters is None:
-                self._credit_waiters = threading.Condition(self._lock)
-            self._credit_waiters.wait(1.0)
-        self._send_credit -= cost
+    def _send_error(self):
+        """Why nothing can be sent: the connection died, or a side closed the channel."""
+        if self._lost is not None:
+            return self._lost
+        if self._remote == CLOSE_RECEIVED:
+            return ChannelClosedError("cannot send on channel %d: the other side closed it" % self.id)
+        return ChannelClosedError("cannot send on channel %d: it was closed by this side" % self.id)
 
     def _add_credit(self, amount):
         """The receiver took ``amount`` bytes of items (reader thread)."""
@@ -135,17 +145,14 @@ class Channel(object):
     def _took(self, cost):
         """We took an item of ``cost`` bytes: give credit back in batches."""
         with self._lock:
-            received = self._received_cost + cost
-            if received < _CREDIT_BATCH:
-                self._received_cost = received
-                return
-            self._received_cost = 0
-        self._give_credit(received)
+            frame = ChannelState._took(self, cost)
+        if frame is not None:
+            self._give_credit(frame)
 
-    def _give_credit(self, amount):
-        """Tell the sender it may send ``amount`` bytes more."""
+    def _give_credit(self, frame):
+        """Tell the sender it may send more (``frame`` is the CREDIT frame)."""
         try:
-            self.gateway._send(frames.CREDIT, self.id, (_credit.pack(amount),))
+            self.gateway._send_frame(frame)
         except GatewayLostError:
             pass
 
@@ -155,12 +162,11 @@ class Channel(object):
         A receiver blocked on the other side wakes with EOFError, or with a
         RemoteError carrying ``error``. Closing twice does nothing.
         """
+        text = None
+        if error is not None:
+            text = error.formatted if isinstance(error, RemoteError) else str(error)
         with self._lock:
-            if self._closed and self._receive_closed.is_set():
-                return
-            was_closed = self._closed
-            self._closed = True
-            self._close_reason = self._close_reason or "it was closed by this side"
+            frame = self._close_frame(text) if self._lost is None else None
             if self._sending or self._credit_waiters is not None:
                 if self._credit_waiters is None:
                     self._credit_waiters = threading.Condition(self._lock)
@@ -168,20 +174,16 @@ class Channel(object):
                 deadline = _clock() + CLOSE_WAIT
                 while self._sending and _clock() < deadline:  # items being written go first
                     self._credit_waiters.wait(0.05)
-        if not was_closed and not self._receive_closed.is_set():
+        if frame is not None:
             try:
-                if error is None:
-                    self.gateway._send(frames.CLOSE, self.id)
-                else:
-                    text = error.formatted if isinstance(error, RemoteError) else str(error)
-                    self.gateway._send(frames.CLOSE_ERROR, self.id, self.gateway._encode(text))
+                self.gateway._send_frame(frame)
             except GatewayLostError:
                 pass  # nobody left to tell
         self._end_receiving(None)
 
     def isclosed(self):
         """True once the channel can send no more; it may still hold items to receive."""
-        return self._closed
+        return not self._can_send() or self._lost is not None
 
     # -- receiving ----------------------------------------------------------
     def receive(self, timeout=None):
@@ -215,9 +217,10 @@ class Channel(object):
             self._received_cost = received
             lock.release()
             return item
-        self._received_cost = 0
+        frame = ChannelState._took(self, cost)
         lock.release()
-        self._give_credit(received)
+        if frame is not None:
+            self._give_credit(frame)
         return item
 
     def __iter__(self):
@@ -244,7 +247,8 @@ class Channel(object):
 
         Callbacks run one at a time in a thread of their own, never in the thread
         that reads frames. When the channel closes, ``callback(endmarker)`` is
-        called if an endmarker was given.
+        called if an endmarker was given. A callback that raises closes the
+        channel, with its traceback as the error, on both sides.
         """
         with self._lock:
             items = self._items
@@ -277,7 +281,7 @@ class Channel(object):
             return ChannelFileRead(self, proxyclose)
         raise ValueError("mode must be 'r' or 'w', not %r" % (mode,))
 
-    # -- called by the gateway's reader -------------------------------------
+    # -- called by the gateway ----------------------------------------------
     def _deliver(self, item, cost):
         items = self._items
         if items is not None:
@@ -297,16 +301,34 @@ class Channel(object):
         with self._lock:
             self._drain_to_callback(items)
 
-    def _remote_closed(self, error=None, sendonly=False):
-        """The other side closed (``sendonly``: it only stopped sending)."""
+    def _remote_ended(self, error, sendonly):
+        """The other side sent LAST (``sendonly``), CLOSE or CLOSE_ERROR (``error``, a RemoteError)."""
+        frame = None
         with self._lock:
-            if not sendonly and not self._closed:
-                self._closed = True
-                self._close_reason = ("the gateway is gone: %s" % error if isinstance(error, GatewayLostError)
-                                      else "the other side closed it")
+            if not sendonly:
+                frame = self._close_frame()  # our answer, unless we closed already
+            if self._credit_waiters is not None:
+                self._credit_waiters.notify_all()
+        if frame is not None:
+            self.gateway._writer.owe(frame)  # goes out in front of the next frame written
+        self._end_receiving(error)
+
+    def _gateway_ended(self, error, lost):
+        """The connection ended: ``error`` for receivers (None if it was asked for), ``lost`` for senders."""
+        with self._lock:
+            self._lost = lost
             if self._credit_waiters is not None:
                 self._credit_waiters.notify_all()
         self._end_receiving(error)
+
+    def _close_with_local_error(self, text):
+        """Our callback raised: the channel ends with that error here, and the far side is told."""
+        from .errors import CallbackError
+
+        with self._lock:
+            if self._error is None:
+                self._error = CallbackError(text, self.gateway.id, self.id)
+        self.close(error=text)
 
     def _end_receiving(self, error):
         with self._lock:
@@ -322,8 +344,6 @@ class Channel(object):
                 callback_end = True
         if callback_end:
             self._schedule_end()
-        if self._closed:
-            self.gateway._forget_channel(self.id)
 
     def _schedule_end(self):
         if self._endmarker is not NO_ENDMARKER_WANTED:

@@ -76,3 +76,11 @@ class HostNotFound(GatewayStartError):
 
 class AuthenticationError(GatewayStartError):
     """The far end refused our credentials (ssh key, socket server token), or we refused its."""
+
+
+class CallbackError(RemoteError):
+    """A callback set with setcallback() raised on this side; ``formatted`` holds its traceback.
+
+    The channel is closed with that error on both sides: the other side's
+    receivers get a RemoteError with the same text.
+    """

@@ -11,21 +11,20 @@ import os
 import sys
 import threading
 
-from . import frames, wire
-from .errors import GatewayLostError
+from . import frames, protocol
+from .errors import GatewayLostError, ProtocolError
 from .gateway import BaseGateway, _Queue, format_exception
 
 
 class FarGateway(BaseGateway):
     """The far end: runs shipped code, answers status requests, obeys TERMINATE."""
 
-    _first_channel_id = 2
+    _side = protocol.FAR
 
-    def __init__(self, transport, id, trace, execmodel="thread"):
-        BaseGateway.__init__(self, transport, id, trace)
-        if execmodel not in ("thread", "main_thread_only"):
-            raise ValueError("unknown execmodel %r" % (execmodel,))
+    def __init__(self, stream, id, trace, execmodel="thread"):
+        BaseGateway.__init__(self, stream, id, trace)
         self.execmodel = execmodel
+        self._output_cond = threading.Condition(threading.Lock())  # output credit; see send_output()
         self._main_jobs = _Queue()  # run by the main thread; None means stop
         self._running = 0
         self._running_lock = threading.Lock()
@@ -34,8 +33,43 @@ class FarGateway(BaseGateway):
         self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
         self._compiled = {}  # (source, filename) -> code, for code shipped again and again
 
-    def serve(self):
-        """Run until the controller says stop or goes away. Call from the main thread."""
+    def configure(self, config):
+        """Apply the gateway settings of the CONFIG frame that concern this object."""
+        execmodel = config.get("execmodel", "thread")
+        if execmodel not in ("thread", "main_thread_only"):
+            raise ValueError("execmodel=%s: unknown exec model; use thread or main_thread_only" % (execmodel,))
+        self.execmodel = execmodel
+        self.id = config.get("id")
+        if config.get("max_channels"):
+            self._protocol.max_channels = int(config["max_channels"])
+
+    def read_config(self):
+        """Read up to the CONFIG frame; return (config, the events that followed it in the same read)."""
+        core = self._protocol
+        while True:
+            if not core.has_frame():
+                view = core.read_buffer()
+                count = self._stream.readinto(view)
+                del view
+                core.bytes_read(count)
+            events = core.events()
+            if events:
+                first = events[0]
+                if first[0] != protocol.CONFIG:  # the end of the stream: the controller left
+                    return None, []
+                return first[1], events[1:]
+
+    def serve(self, events=()):
+        """Run until the controller says stop or goes away. Call from the main thread.
+
+        ``events`` are what arrived right behind the CONFIG frame.
+        """
+        if events:
+            with self._baton:
+                try:
+                    self._dispatch(events)
+                except BaseException as exc:
+                    self._reading_failed(exc)
         reader = threading.Thread(target=self._reader_main, name="execwire-reader")
         reader.daemon = True
         reader.start()
@@ -53,26 +87,46 @@ class FarGateway(BaseGateway):
 
     def _connection_ended(self, error):
         BaseGateway._connection_ended(self, error)
+        with self._output_cond:
+            self._output_cond.notify_all()  # the output forwarder stops waiting for credit
         self._main_jobs.put(None)  # serve() returns and the process exits
         if self.execmodel == "main_thread_only" and self._running:
             import _thread
 
             _thread.interrupt_main()  # the main thread runs shipped code: stop it
 
-    def _dispatch_special(self, msgtype, channel_id, payload):
-        if msgtype == frames.EXEC:
-            self._start_exec(channel_id, wire.decode(payload))
-        elif msgtype == frames.STATUS:
-            self._send_status(channel_id)
-        elif msgtype == frames.TERMINATE:
+    def _special_event(self, event):
+        kind = event[0]
+        if kind == protocol.EXEC:
+            self._start_exec(event[1], event[2])
+        elif kind == protocol.STATUS:
+            self._send_status(event[1])
+        elif kind == protocol.OUTPUT_CREDIT:
+            with self._output_cond:
+                self._protocol.output_credit += event[1]
+                self._output_cond.notify_all()
+        elif kind == protocol.TERMINATE:
             self._trace("terminate requested")
             self._expect_end = True
             raise GatewayLostError("terminate requested")
         else:
-            BaseGateway._dispatch_special(self, msgtype, channel_id, payload)
+            raise ProtocolError("the near side sent a second CONFIG frame")
 
-    def _start_exec(self, channel_id, request):
-        channel = self._channel_for(channel_id)
+    def send_output(self, stream, data):
+        """Send what the far process wrote to fd 1 or 2, waiting while the controller is behind.
+
+        So a far side that prints faster than the controller's output handler
+        takes it is held back, like a sender on a channel.
+        """
+        with self._output_cond:
+            # once reading ended (TERMINATE, or the controller left), the last output still goes out
+            # if it can: the write says whether anybody is left to take it
+            while self._protocol.output_credit <= 0 and self._connection_error is None:
+                self._output_cond.wait(1.0)
+            self._protocol.output_sent(len(data))
+        self._send(frames.OUTPUT, stream, [data])
+
+    def _start_exec(self, channel, request):
         job = (channel,) + tuple(request)
         if self.execmodel == "main_thread_only":
             with self._running_lock:
@@ -147,8 +201,8 @@ class FarGateway(BaseGateway):
                 error = format_exception(exc_info, skip_frames=1)
                 _forget_source(filename)
             self._trace("exec on channel", channel.id, "raised", exc_info[1].__class__.__name__)
-            if isinstance(exc_info[1], KeyboardInterrupt):
-                os._exit(1)
+            # KeyboardInterrupt and SystemExit too end only this remote_exec (as a RemoteError):
+            # the gateway and its other channels go on
         # no longer running before the close is seen, so the next remote_exec finds us idle
         with self._running_lock:
             self._running -= 1
@@ -156,22 +210,25 @@ class FarGateway(BaseGateway):
 
     def _finish(self, channel, error):
         """Close the channel of a finished remote_exec, with its error if it failed."""
-        if error is not None and channel.isclosed():
+        if error is not None and channel.isclosed() and self._connection_error is None:
             sys.stderr.write(error)  # nobody left to receive it
         else:
             channel.close(error=error)
 
-    def _send_status(self, channel_id):
+    def _send_status(self, channel):
         with self._running_lock:
             running = self._running
         status = {
             "rinfo": rinfo(),
             "numexecuting": running,
-            "numchannels": len(self._channels),
+            "numchannels": len(self._channels) - 1,  # not counting the channel of this answer
             "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
         }
-        self._send_item(channel_id, status)
-        self._send(frames.CLOSE, channel_id)
+        try:
+            channel.send(status)
+            channel.close()
+        except GatewayLostError:
+            pass
 
 
 def rinfo():

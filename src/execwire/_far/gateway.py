@@ -1,12 +1,13 @@
-"""The message loop both ends share: the channel table, reading and dispatching frames.
+"""The threaded driver both ends share: who reads, dispatch of events to waiters, callbacks.
 
 Far-side module: stdlib only, Python >= 3.6.
 
-BaseGateway owns the channel table and dispatches frames as they are read;
-items go straight into the channel's queue. Whoever waits for an item reads
-the frames (see "receiving" below), and callbacks run in a thread of their own
-so a slow callback never stalls reading. The far end's running of shipped
-code is in execution.py.
+BaseGateway feeds the bytes it reads to the protocol core (protocol.py), hands
+the events that come out to the channels and writes what the core says to
+write through a FrameWriter (streams.py). Items go straight into the channel's
+queue. Whoever waits for an item reads the frames (see "receiving" below), and
+callbacks run in a thread of their own so a slow callback never stalls reading.
+The far end's running of shipped code is in execution.py.
 """
 
 import os
@@ -14,24 +15,25 @@ import sys
 import threading
 import time
 
-from . import frames, wire
-from .channel import _TAKE_BATON, MIN_COST, Channel, _credit
+from . import frames, interrupts, protocol
+from .channel import _TAKE_BATON, Channel
 from .errors import GatewayLostError, ProtocolError, RemoteError
+from .streams import FrameWriter, ReadWaiter
 from .sync import Empty, Flag
 from .sync import ItemQueue as _Queue
+from .wire import LoadError
 
 try:
     _clock = time.monotonic
 except AttributeError:  # pragma: no cover
     _clock = time.time
 
-_unpack_header = frames.HEADER.unpack_from
-_HSIZE = frames.HEADER_SIZE
-_MAGIC = frames.MAGIC
-_KNOWN_TYPES = frames.NAMES
-_DATA = frames.DATA
-_NOT_FLAT = wire.NOT_FLAT
-SMALL_FRAME = 4096  # payloads up to this size are decoded where they lie in the read buffer
+_ITEM = protocol.ITEM
+_ENDED = protocol.ENDED
+_CREDIT = protocol.CREDIT
+_EOF = protocol.EOF
+_critical = interrupts.critical
+_done = interrupts.done
 
 
 class Tracer(object):
@@ -52,17 +54,27 @@ class Tracer(object):
 
 
 class BaseGateway(object):
-    """Channel table and frame dispatch, common to the near and far ends."""
+    """Reading, dispatch and callbacks, common to the near and far ends.
 
-    _first_channel_id = 1  # near side odd ids, far side even ids: never collide
+    Concurrency: the protocol core takes no locks. Reading and parsing (feeding
+    bytes to it and calling events()) happen only in the thread holding the
+    baton; the channel table changes under _channels_lock (new channels) or in
+    that reading thread (references decoded from items); each channel's own
+    states change under that channel's lock; writing goes through the
+    FrameWriter's lock, one whole frame at a time.
+    """
 
-    def __init__(self, transport, id, trace):
+    _side = protocol.NEAR
+
+    def __init__(self, stream, id, trace, max_channels=protocol.MAX_CHANNELS):
         self.id = id
-        self._transport = transport
+        self._stream = stream
+        self._writer = FrameWriter(stream)
+        self._waiter = ReadWaiter(stream)
+        self._protocol = protocol.Protocol(self._side, self._make_channel, max_channels)
+        self._channels = self._protocol.channels
         self._trace = trace
-        self._channels = {}
         self._channels_lock = threading.Lock()
-        self._next_channel_id = self._first_channel_id
         self._callback_queue = None
         self._callback_running = False
         self._callback_thread = None
@@ -79,42 +91,47 @@ class BaseGateway(object):
         self._reader_dozing = False  # the reader thread waits for the baton's holder to leave
 
     # -- channels -----------------------------------------------------------
+    def _make_channel(self, core, channel_id):
+        return Channel(self, core, channel_id)
+
     def newchannel(self):
         """A new channel, to be sent to the other side inside a message."""
         with self._channels_lock:
             if self._connection_error is not None:
                 raise self._connection_error
-            channel_id = self._next_channel_id
-            self._next_channel_id += 2
-            channel = self._channels[channel_id] = Channel(self, channel_id)
-        return channel
-
-    def _channel_for(self, channel_id):
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            with self._channels_lock:
-                channel = self._channels.get(channel_id)
-                if channel is None:
-                    channel = self._channels[channel_id] = Channel(self, channel_id)
-                    if self._connection_error is not None:
-                        channel._remote_closed(self._connection_error)
-        return channel
-
-    def _forget_channel(self, channel_id):
-        with self._channels_lock:
-            self._channels.pop(channel_id, None)
+            return self._protocol.new_channel()
 
     # -- sending ------------------------------------------------------------
-    def _encode(self, item):
-        return wire.encode(item, Channel)
-
     def _send(self, msgtype, channel_id, parts=()):
+        """Write one frame, whole, before returning (Ctrl-C cannot cut it in half)."""
+        parts = list(parts)
+        size = protocol.wire_size(parts)
+        if size > frames.MAX_PAYLOAD:
+            raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (size, frames.MAX_PAYLOAD))
         if self._trace.enabled:
-            self._trace("send", frames.NAMES[msgtype], channel_id, sum(len(p) for p in parts), "bytes")
-        self._transport.send(msgtype, channel_id, parts)
+            self._trace("send", frames.NAMES[msgtype], channel_id, size, "bytes")
+        entered = _critical()
+        try:
+            self._writer.send(msgtype, channel_id, parts or [b""], size)
+        finally:
+            if entered:
+                _done()
 
-    def _send_item(self, channel_id, item):
-        self._send(frames.DATA, channel_id, wire.encode(item, Channel))
+    def _send_frame(self, frame):
+        """Write a complete small frame (CREDIT, CLOSE) at once."""
+        entered = _critical()
+        try:
+            self._writer.send_frame(frame)
+        finally:
+            if entered:
+                _done()
+
+    def _lost_error(self):
+        """The error that says the connection is gone (GatewayLostError), whatever ended it."""
+        error = self._connection_error
+        if isinstance(error, GatewayLostError):
+            return error
+        return GatewayLostError("gateway %s: the connection is closed" % (self.id,))
 
     # -- receiving ----------------------------------------------------------
     # One thread at a time reads frames: whoever holds the baton. A thread blocked
@@ -127,12 +144,16 @@ class BaseGateway(object):
     # soon, and waking a waiter at every item would cost a thread switch per item);
     # the reader thread hands the baton over to a waiter once it has been free
     # for LINGER, and so does a receiver that gives up (timeout, interrupt).
+    # Reading and dispatching one batch of bytes is a critical stretch for Ctrl-C
+    # (interrupts.py): a receive() interrupted in the main thread leaves no frame
+    # half read.
 
     def _receive_loop(self):
         """The reader thread: read and dispatch until the stream ends."""
-        transport = self._transport
         baton = self._baton
-        pollable = transport.read_fileno() is not None
+        core = self._protocol
+        waiter = self._waiter
+        pollable = waiter.fileno is not None
         while not self._reading_done:
             if pollable:
                 if self._receiver_is_active():
@@ -141,7 +162,7 @@ class BaseGateway(object):
                     self._wait_for_holder()
                     continue
                 try:
-                    buffered = transport.has_frame()  # the buffer is only looked at with the baton
+                    buffered = core.has_frame()  # the buffer is only looked at with the baton
                 finally:
                     baton.release()
                 if self._baton_wanted:  # the baton was left free: a waiting receiver reads now
@@ -149,10 +170,10 @@ class BaseGateway(object):
                     self._hand_over_baton()
                     continue
                 if not buffered:
-                    transport.wait_readable(None)  # without the baton: receivers may read meanwhile
+                    waiter.readable(None)  # without the baton: receivers may read meanwhile
                     if self._receiver_is_active() or not baton.acquire(False):
                         continue  # a receiver may be reading it
-                    if not transport.has_frame() and not transport.wait_readable(0):
+                    if not core.has_frame() and not waiter.readable(0):
                         baton.release()
                         continue  # a receiver took it
                 elif not baton.acquire(False):
@@ -207,83 +228,56 @@ class BaseGateway(object):
         items.put(_TAKE_BATON)
 
     def _read_and_dispatch(self):
-        """One read, then dispatch every complete frame (the caller holds the baton)."""
-        transport = self._transport
-        if not transport.has_frame() and not transport.read_some():
-            self._reading_failed(None)
-            return
-        self._dispatch_buffered()
-
-    def _dispatch_buffered(self):
-        """Dispatch the complete frames already read (the caller holds the baton)."""
-        transport = self._transport
-        while True:
-            self._dispatch_small_frames()
-            frame = transport.next_frame()  # a large one, or the bad one, whose error it raises
-            if frame is None:
-                return
-            msgtype, channel_id, payload = frame
-            if self._trace.enabled:
-                self._trace("recv", frames.NAMES[msgtype], channel_id, len(payload), "bytes")
-            if msgtype == frames.DATA:
-                channel = self._channels.get(channel_id)
-                if channel is not None:  # items for a forgotten channel are dropped
-                    channel._deliver(wire.decode(payload, self._channel_for), len(payload) + MIN_COST)
-            else:
-                self._dispatch(msgtype, channel_id, payload)
-
-    def _dispatch_small_frames(self):
-        """Dispatch the small frames at the front of the read buffer, decoding them in place.
-
-        The hot path for many small items: no copy and no tuple per frame. Stops
-        at a large, incomplete or malformed frame, which next_frame() handles.
-        """
-        transport = self._transport
-        buf, start, end = transport.unparsed()
-        if buf is None:
-            return
-        channels = self._channels
-        tracing = self._trace.enabled
-        decode_flat = wire.decode_flat
-        parsed = start
-        last_id = channel = None  # items tend to come in runs on one channel
+        """One read if nothing is buffered, then dispatch every complete frame (holding the baton)."""
+        core = self._protocol
+        entered = _critical()
         try:
-            while end - start >= _HSIZE:
-                magic, msgtype, channel_id, length = _unpack_header(buf, start)
-                body = start + _HSIZE
-                frame_end = body + length
-                if msgtype == _DATA and magic == _MAGIC and length <= SMALL_FRAME:
-                    if frame_end > end:
-                        return
-                    start = frame_end
-                    if tracing:
-                        self._trace("recv", "DATA", channel_id, length, "bytes")
-                    if channel_id != last_id:
-                        last_id, channel = channel_id, channels.get(channel_id)
-                    if channel is None:  # items for a forgotten channel are dropped
-                        continue
-                    value = decode_flat(buf, body, frame_end)
-                    if value is _NOT_FLAT:
-                        value = wire.decode(bytes(buf[body:frame_end]), self._channel_for)
-                    # channel._deliver(value, cost), inlined for the common case
-                    items = channel._items
-                    if items is None:
-                        channel._deliver(value, length + MIN_COST)
-                    else:
-                        items.put((value, length + MIN_COST))
-                        if channel._items is not items:
-                            channel._queue_taken_by_callback(items)
-                    continue
-                if magic != _MAGIC or length > SMALL_FRAME or msgtype not in _KNOWN_TYPES or frame_end > end:
-                    return  # next_frame() reads a large frame, or says what is wrong
-                start = frame_end
-                if tracing:
-                    self._trace("recv", frames.NAMES[msgtype], channel_id, length, "bytes")
-                last_id = None  # a frame may close or forget a channel
-                self._dispatch(msgtype, channel_id, bytes(buf[body:frame_end]))
+            if not core.has_frame():
+                view = core.read_buffer()
+                count = self._stream.readinto(view)
+                del view  # the core may resize what it lent us
+                core.bytes_read(count)
+            self._dispatch(core.events())
         finally:
-            if start != parsed:
-                transport.consumed(start)
+            if entered:
+                _done()
+
+    def _dispatch(self, events):
+        """Hand each event to whom it concerns (holding the baton)."""
+        tracing = self._trace.enabled
+        for event in events:
+            kind = event[0]
+            if kind == _ITEM:
+                channel = event[1]
+                if tracing:
+                    self._trace("recv", "DATA", channel.id, event[3] - protocol.MIN_COST, "bytes")
+                # channel._deliver(value, cost), inlined for the common case
+                items = channel._items
+                if items is None:
+                    channel._deliver(event[2], event[3])
+                else:
+                    items.put((event[2], event[3]))
+                    if channel._items is not items:
+                        channel._queue_taken_by_callback(items)
+            elif kind == _ENDED:
+                channel = event[1]
+                if tracing:
+                    self._trace("recv", "LAST" if event[3] else "CLOSE", channel.id,
+                                "error" if event[2] is not None else "")
+                error = None if event[2] is None else RemoteError(event[2], self.id, channel.id)
+                channel._remote_ended(error, event[3])
+            elif kind == _CREDIT:
+                event[1]._add_credit(event[2])
+            elif kind == _EOF:
+                self._reading_failed(None)
+            else:
+                if tracing:
+                    subject = event[1] if len(event) > 1 else ""
+                    self._trace("recv", protocol.EVENT_NAMES[kind], getattr(subject, "id", subject))
+                self._special_event(event)
+
+    def _special_event(self, event):
+        raise ProtocolError("the %s side got an event it does not handle: %r" % (self._side, event[:1]))
 
     def _wait_item(self, items, timeout, receiver=False):
         """Take the next entry of ``items`` (a queue), reading frames ourselves if we can.
@@ -294,7 +288,7 @@ class BaseGateway(object):
         """
         deadline = None if timeout is None else _clock() + timeout
         while True:
-            if self._reading_done or self._transport.read_fileno() is None:
+            if self._reading_done or self._waiter.fileno is None:
                 pass  # nobody reads here: wait for what the reader thread delivers
             elif self._baton.acquire(False):
                 entry = self._read_for(items, deadline, not receiver)
@@ -337,7 +331,8 @@ class BaseGateway(object):
         ``yields``: return _YIELDED, handing the baton over, once a receiver asks for it.
         """
         self._baton_taken = _clock()
-        transport = self._transport
+        core = self._protocol
+        waiter = self._waiter
         entry = _NOTHING
         yielded = False
         try:
@@ -348,13 +343,10 @@ class BaseGateway(object):
                 if yields and self._baton_wanted:
                     yielded = True
                     break
-                if not transport.has_frame():
-                    if not transport.wait_for_data(None if deadline is None else deadline - _clock()):
+                if not core.has_frame():
+                    if not waiter.wait(None if deadline is None else deadline - _clock()):
                         raise Empty
-                    if not transport.read_some():
-                        self._reading_failed(None)
-                        break
-                self._dispatch_buffered()
+                self._read_and_dispatch()
                 if deadline is not None and _clock() >= deadline:
                     entry = _take(items)
                     if entry is _NOTHING:
@@ -385,35 +377,13 @@ class BaseGateway(object):
             self._reading_done = True
         if exc is None or isinstance(exc, GatewayLostError):
             error = exc
-        elif isinstance(exc, (ProtocolError, wire.LoadError)):
+        elif isinstance(exc, (ProtocolError, LoadError)):
             error = GatewayLostError("gateway %s: %s" % (self.id, exc))
             error.__cause__ = exc
         else:  # a bug here must not leave waiters hanging
             error = GatewayLostError("gateway %s: reader failed: %r" % (self.id, exc))
             error.__cause__ = exc
         self._connection_ended(error)
-
-    def _dispatch(self, msgtype, channel_id, payload):
-        if msgtype == frames.CREDIT:
-            channel = self._channels.get(channel_id)
-            if channel is not None:
-                channel._add_credit(_credit.unpack(payload)[0])
-        elif msgtype == frames.CLOSE or msgtype == frames.LAST:
-            channel = self._channels.get(channel_id)
-            if channel is not None:
-                channel._remote_closed(sendonly=msgtype == frames.LAST)
-        elif msgtype == frames.CLOSE_ERROR:
-            error = RemoteError(wire.decode(payload), self.id, channel_id)
-            channel = self._channels.get(channel_id)
-            if channel is None:
-                error.warn()
-            else:
-                channel._remote_closed(error)
-        else:
-            self._dispatch_special(msgtype, channel_id, payload)
-
-    def _dispatch_special(self, msgtype, channel_id, payload):
-        raise ProtocolError("unexpected %s frame on channel %d" % (frames.NAMES[msgtype], channel_id))
 
     def _connection_ended(self, error):
         """The reader stopped: wake every waiter, with ``error`` unless the end was asked for."""
@@ -422,11 +392,12 @@ class BaseGateway(object):
         elif error is None:
             error = GatewayLostError("gateway %s: the other side went away" % (self.id,))
         self._trace("connection ended:", error or "as asked")
+        lost = error if error is not None else GatewayLostError("gateway %s was closed" % (self.id,))
         with self._channels_lock:
-            self._connection_error = error or GatewayLostError("gateway %s was closed" % (self.id,))
+            self._connection_error = lost
             channels = list(self._channels.values())
         for channel in channels:
-            channel._remote_closed(error)
+            channel._gateway_ended(error, lost)
         if self._callback_queue is not None:
             self._callback_queue.put(None)
         self._ended.set()
@@ -453,6 +424,7 @@ class BaseGateway(object):
                 self._callback_thread.start()
 
     def _callback_loop(self):
+        """Run callbacks one after another; nothing a callback raises stops this loop."""
         queue = self._callback_queue
         while True:
             job = queue.get()
@@ -465,15 +437,23 @@ class BaseGateway(object):
             channel, callback, item, cost = job
             try:
                 callback(item)
-            except Exception:
-                text = format_exception(sys.exc_info())
-                if channel is None:
-                    sys.stderr.write("execwire: a callback of gateway %s failed:\n%s" % (self.id, text))
-                else:
-                    self._trace("callback on channel", channel.id, "failed:", text)
-                    channel.close(error=text)
+            except BaseException:  # SystemExit and KeyboardInterrupt too: this thread serves every channel
+                self._callback_failed(channel, format_exception(sys.exc_info()))
             if cost:
                 channel._took(cost)
+
+    def _callback_failed(self, channel, text):
+        """A callback raised: report it with its traceback, and close its channel with the error."""
+        if channel is None:
+            sys.stderr.write("execwire: a callback of gateway %s failed:\n%s" % (self.id, text))
+            return
+        self._trace("callback on channel", channel.id, "failed:", text)
+        self._report_callback_error(channel, text)
+        channel._close_with_local_error(text)
+
+    def _report_callback_error(self, channel, text):
+        sys.stderr.write("execwire: the callback of channel %d on gateway %s failed; the channel is closed:\n%s"
+                         % (channel.id, self.id, text))
 
 
 def format_exception(exc_info, skip_frames=0):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._far.io import Transport
+from .._far.streams import Stream
 from ..process import Process
 from ..spec import XSpec
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .prefix import Launch
 
 
-def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Transport, Process | None]:
+def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stream, Process | None]:
     """Start the far interpreter that ``spec`` describes."""
     if spec.type == "socket" and spec.via is None:
         from .socket import start_socket

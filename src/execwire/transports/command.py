@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .. import bootstrap
 from .._far import frames
 from .._far.errors import GatewayLostError, GatewayStartError
-from .._far.io import PipeTransport
+from .._far.streams import FrameWriter, PipeStream
 from ..process import Explain, Process, StderrCollector
 from ..spec import XSpec
 
@@ -84,7 +84,7 @@ def _make_room(fd: int, size: int) -> None:
 
 def start_command(argv: Sequence[str], config: dict[str, object], what: str,
                   marshalled: bool = False, env: dict[str, str] | None = None,
-                  explain: Explain | None = None) -> tuple[PipeTransport, Process]:
+                  explain: Explain | None = None) -> tuple[PipeStream, Process]:
     """Run ``argv`` with pipes on stdin/stdout and write the boot payload to it.
 
     ``what`` names the gateway in errors (e.g. "gateway 'gw0' (popen//python=python9)").
@@ -111,19 +111,19 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
         os.close(err_write)
         collector = StderrCollector()
         collector.read_from(err_read)
-        transport: PipeTransport = WatchedPipeTransport(from_far_read, to_far_write, collector, popen, what)
+        transport: PipeStream = WatchedPipeStream(from_far_read, to_far_write, collector, popen, what)
     else:
-        transport = PipeTransport(from_far_read, to_far_write)
+        transport = PipeStream(from_far_read, to_far_write)
     boot = bootstrap.boot_bytes(config, marshalled)
     _make_room(to_far_write, len(boot))
     try:
-        transport.write_all([boot])
+        FrameWriter(transport).send_raw(boot)
     except GatewayLostError:
         pass  # it died at once; the reader reports why
     return transport, Process(popen, collector, explain)
 
 
-class WatchedPipeTransport(PipeTransport):
+class WatchedPipeStream(PipeStream):
     """The pipes of a launcher (ssh, sudo, ...) whose stderr is collected.
 
     The far side's first bytes start the forwarding of that stderr; at the end

@@ -32,7 +32,7 @@ from .._far.errors import (
     RemoteError,
     TimeoutError,
 )
-from .._far.io import SocketTransport, Transport
+from .._far.streams import SocketStream, Stream
 from ..spec import XSpec, parse_hostport
 from .command import far_config
 
@@ -45,7 +45,7 @@ WILDCARDS = ("", "0.0.0.0", "::")
 Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, bytes]]
 
 
-def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Transport, None]:
+def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stream, None]:
     """A transport that connects, authenticates and boots in the reader thread."""
     from ..gateway import Gateway
 
@@ -90,13 +90,13 @@ def read_token(spec: XSpec, what: str) -> bytes:
     return token
 
 
-class SocketClientTransport(SocketTransport):
-    """A SocketTransport whose connection is made by the first read (in the gateway's reader thread)."""
+class SocketClientTransport(SocketStream):
+    """A SocketStream whose connection is made by the first read (in the gateway's reader thread)."""
 
     sock: socket.socket | None  # type: ignore[assignment]  # None until the far Python is reached
 
     def __init__(self, opener: Opener, boot: bytes, timeout: float, what: str) -> None:
-        Transport.__init__(self)
+        self.closed = False
         self.sock = None
         self.address: str | None = None
         self._opener = opener
@@ -115,7 +115,7 @@ class SocketClientTransport(SocketTransport):
             self._connect()
         if self._answer_deadline is not None:
             return self._read_first_answer(view)
-        return int(SocketTransport.readinto(self, view))
+        return int(SocketStream.readinto(self, view))
 
     def _connect(self) -> None:
         deadline = time.monotonic() + self._timeout
@@ -192,15 +192,15 @@ class SocketClientTransport(SocketTransport):
                 return sum(memoryview(buffer).nbytes for buffer in buffers)
         if self.sock is None:
             raise GatewayLostError(f"{self._what}: not connected")
-        return int(SocketTransport.writev(self, buffers))
+        return int(SocketStream.writev(self, buffers))
 
     def write(self, data: bytes) -> int:
         if self._pending is not None or self.sock is None:
             return self.writev([data])
-        return int(SocketTransport.write(self, data))
+        return int(SocketStream.write(self, data))
 
     def close_write(self) -> None:
-        with self._write_lock:
+        with self._state:
             if self.closed:
                 return
             self.closed = True

@@ -3,7 +3,7 @@
 The middle gateway runs the relay (relay.py, shipped with remote_exec): it
 starts the same command a direct gateway would (popen, ssh, prefixes) and
 carries its stdin and stdout as bytes items over one channel. Here that
-channel is wrapped in a Transport, so the new Gateway runs over it unchanged;
+channel is wrapped in a Stream, so the new Gateway runs over it unchanged;
 via gateways nest to any depth. When the middle gateway ends, the relay
 channel ends and so does every gateway behind it (its waiters get
 GatewayLostError).
@@ -21,7 +21,7 @@ from .._far import frames
 from .._far.channel import Channel
 from .._far.errors import Error, GatewayLostError, GatewayStartError, RemoteError
 from .._far.errors import TimeoutError as ExecwireTimeoutError
-from .._far.io import Transport
+from .._far.streams import FrameWriter, Stream
 from ..process import Process, StderrCollector
 from ..spec import XSpec
 from . import relay
@@ -58,18 +58,18 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
                                  f"{launch.what} on gateway {via!r}", timeout, collector)
     process = RelayProcess(transport, collector, launch)
     try:
-        transport.write_all([bootstrap.boot_bytes(far_config(spec, gateway_id, debug))])
+        FrameWriter(transport).send_raw(bootstrap.boot_bytes(far_config(spec, gateway_id, debug)))
     except GatewayLostError:
         pass  # the reader reports why
     return transport, process
 
 
-class ChannelTransport(Transport):
+class ChannelTransport(Stream):
     """Frames carried as bytes items of a channel to a relay on another gateway."""
 
     def __init__(self, channel: Channel, via: str, gateway: str, what: str, startup_timeout: float,
                  stderr: StderrCollector) -> None:
-        super().__init__()
+        self.closed = False
         self.channel = channel
         self.via = via
         self.gateway = gateway  # names the gateway in errors
@@ -148,7 +148,7 @@ class ChannelTransport(Transport):
 
     # -- writing ---------------------------------------------------------------
     def writev(self, buffers: list[Any]) -> int:
-        """Send up to ITEM_SIZE bytes as one item (Transport.write_all sends the rest).
+        """Send up to ITEM_SIZE bytes as one item (the FrameWriter sends the rest).
 
         Bounded items keep the relay's memory bounded, let it pass on the first
         bytes of a large frame while the rest travels, and fit in the channel's
@@ -182,13 +182,12 @@ class ChannelTransport(Transport):
                 pass
 
     def close_write(self) -> None:
-        with self._write_lock:
-            if not self.closed:
-                self.closed = True
-                try:
-                    self._send(("eof",))
-                except GatewayLostError:
-                    pass
+        if not self.closed:
+            self.closed = True
+            try:
+                self._send(("eof",))
+            except GatewayLostError:
+                pass
 
     def close(self) -> None:
         self.close_write()
