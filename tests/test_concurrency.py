@@ -36,7 +36,7 @@ import execwire
 from execwire._far import frames, protocol, wire
 from execwire._far.channel import WINDOW, Channel
 from execwire._far.gateway import BaseGateway, Tracer
-from execwire._far.streams import FrameWriter, PipeStream
+from execwire._far.streams import FrameWriter, PipeStream, memory_pair
 from execwire.gateway import Gateway
 
 pytestmark = pytest.mark.timeout(60)
@@ -173,11 +173,14 @@ class _Peer(BaseGateway):
 class Pair:
     """Two gateways in this process joined by two OS pipes, each with a reader thread on request."""
 
-    def __init__(self) -> None:
-        b_reads, a_writes = os.pipe()
-        a_reads, b_writes = os.pipe()
-        self.ta = PipeStream(a_reads, a_writes)
-        self.tb = PipeStream(b_reads, b_writes)
+    def __init__(self, memory: bool = False) -> None:
+        if memory:  # streams that cannot be polled: only the reader threads read
+            self.ta, self.tb = memory_pair()
+        else:
+            b_reads, a_writes = os.pipe()
+            a_reads, b_writes = os.pipe()
+            self.ta = PipeStream(a_reads, a_writes)
+            self.tb = PipeStream(b_reads, b_writes)
         self.a = _Near(self.ta, "a", Tracer("a"))
         self.b = _Peer(self.tb, "b", Tracer("b"))
         self.threads: list[threading.Thread] = []
@@ -225,6 +228,25 @@ def far_python_or_skip(python: str | None) -> str:
 
 
 # == guarantees ==================================================================================================
+def test_two_gateways_over_in_memory_streams_talk_as_over_pipes():
+    made = Pair(memory=True)
+    try:
+        made.start_reader(made.a)
+        made.start_reader(made.b)
+        ours, theirs = made.channel()
+        for number in range(100):
+            ours.send(("x", number))
+        assert [theirs.receive(timeout=5) for _ in range(100)] == [("x", number) for number in range(100)]
+        theirs.send(b"y" * 1_000_000)  # larger than the read buffer
+        assert ours.receive(timeout=5) == b"y" * 1_000_000
+        ours.close()
+        with pytest.raises(EOFError):
+            theirs.receive(timeout=5)
+        assert wait_until(lambda: ours.id not in made.a._channels and ours.id not in made.b._channels, 5)
+    finally:
+        made.close()
+
+
 @pytest.mark.parametrize("python", FAR_PYTHONS)
 def test_many_threads_receive_on_their_own_channels_while_another_thread_sends(group, python):
     gw = group.makegateway(far_python_or_skip(python))

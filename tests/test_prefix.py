@@ -185,10 +185,13 @@ def test_sudo_with_a_missing_python_names_it(group: execwire.Group, unprivileged
 
 
 def test_launcher_stderr_is_kept_during_start_up_and_passed_on_after(
-        group: execwire.Group, capfd: pytest.CaptureFixture[str]) -> None:
-    wrapper = "echo early-words >&2; (sleep 0.5; echo late-words >&2) & exec \"$0\" \"$@\""
+        group: execwire.Group, capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    flag = tmp_path / "started"  # the late words wait for it: said after start-up however slow the start
+    wrapper = (f"echo early-words >&2; (while [ ! -e {flag} ]; do sleep 0.02; done; echo late-words >&2) & "
+               "exec \"$0\" \"$@\"")
     gateway = group.makegateway(f"exec=sh -c '{wrapper}' {sys.executable}")
     assert gateway.remote_exec("channel.send(1)").receive(30) == 1
+    flag.touch()
     deadline = time.monotonic() + 10
     seen = ""
     while "late-words" not in seen and time.monotonic() < deadline:

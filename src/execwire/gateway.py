@@ -97,6 +97,8 @@ class Gateway(BaseGateway):
         self.output_handler: OutputHandler = write_output
         if spec.timeout is not None:
             self.startup_timeout = float(spec.timeout)
+        if spec.max_channels is not None:
+            self._protocol.max_channels = int(spec.max_channels)
         self._reader = threading.Thread(target=self._reader_main, name=f"execwire-reader-{gateway_id}",
                                         daemon=True)
         self._reader.start()

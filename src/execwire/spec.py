@@ -24,6 +24,7 @@ VALUE_KEYS = {
     "exec": True,
     "timeout": True,
     "token_file": True,
+    "max_channels": True,
 }
 FLAG_KEYS = ("popen", "dont_write_bytecode")
 # command prefixes: they wrap the far Python's command line (see transports/prefix.py)
@@ -82,6 +83,7 @@ class XSpec:
     exec: str | None = None
     timeout: str | None = None
     token_file: str | None = None
+    max_channels: str | None = None
 
     def __init__(self, string: str) -> None:
         if not isinstance(string, str):
@@ -143,6 +145,9 @@ class XSpec:
                 float(self.timeout)
             except ValueError:
                 raise ValueError(f"key 'timeout' needs a number of seconds, not {self.timeout!r}") from None
+        if self.max_channels is not None and not (self.max_channels.isdigit() and int(self.max_channels) > 0):
+            raise ValueError(f"key 'max_channels' needs a whole number above 0, not {self.max_channels!r}, "
+                             f"in {spec!r}")
         if self.socket is not None or self.installvia is not None:
             self._check_socket()
 

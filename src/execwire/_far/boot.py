@@ -52,7 +52,10 @@ def serve(stream, redirect_output):
     original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
     forwarder = OutputForwarder(gateway) if redirect_output else None
     try:
-        gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+        try:
+            gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+        except Error:
+            pass  # the controller is gone already; what it sent before it went still runs
         gateway._trace("serving, config:", config)
         gateway.serve(events)
     except BaseException:

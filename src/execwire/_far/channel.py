@@ -67,6 +67,7 @@ class Channel(ChannelState):
         self._lost = None  # the GatewayLostError, once the connection died
         self._credit_waiters = None  # a Condition, made when a sender first has to wait
         self._sending = 0  # sends between their state check and the end of their write
+        self._held = None  # an item taken when Ctrl-C came: the next receive() returns it
 
     def __repr__(self):
         return "<Channel id=%d %s>" % (self.id, "closed" if self.isclosed() else "open")
@@ -88,7 +89,7 @@ class Channel(ChannelState):
         lock.acquire()  # not `with`: this is the hot path
         credit = self._send_credit
         # ChannelState._can_send() and _reserve(cost), inlined
-        if (self._local == OPEN and self._remote != CLOSE_RECEIVED
+        if (self._local == OPEN and self._remote != CLOSE_RECEIVED and self._lost is None
                 and (credit >= cost or WINDOW - credit < _CREDIT_BATCH)):
             self._send_credit = credit - cost
             self._sending += 1  # close() waits for us, so CLOSE never overtakes this item
@@ -111,14 +112,14 @@ class Channel(ChannelState):
             if self._credit_waiters is not None:
                 self._credit_waiters.notify_all()
             lock.release()
-            if entered:
-                _done()
+            if entered and _done():
+                raise KeyboardInterrupt  # it came while the item was written: the item is sent, whole
 
     def _wait_to_send(self, cost):
         """The slow way to start a send: wait for credit, or raise why the channel cannot send."""
         with self._lock:
             while True:
-                if not self._can_send():
+                if self._lost is not None or not self._can_send():
                     raise self._send_error()
                 if self._reserve(cost):
                     self._sending += 1
@@ -195,33 +196,49 @@ class Channel(ChannelState):
         if items is None:
             raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
         entry = _TAKE_BATON
-        if not items.empty():  # cheaper than catching Empty
-            try:
-                entry = items.get(False)
-            except Empty:  # another receiver took it
-                pass
-        if entry is _TAKE_BATON:
-            try:
-                entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0), True)
-            except Empty:
-                raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
-        if entry is ENDMARKER:
-            items.put(ENDMARKER)  # for the next receiver
-            raise self._end_error()
-        item, cost = entry
-        # _took(cost), inlined: this is the hot path
-        lock = self._lock
-        lock.acquire()
-        received = self._received_cost + cost
-        if received < _CREDIT_BATCH:
-            self._received_cost = received
-            lock.release()
+        # In the main thread all of this is a stretch Ctrl-C cannot cut (interrupts.py): an interrupt
+        # that comes after the item was taken is raised at the end, and the item is kept for the next
+        # receive(). Waiting for it stays interruptible.
+        entered = _critical()
+        try:
+            if self._held is not None:
+                entry, self._held = self._held, None
+            elif not items.empty():  # cheaper than catching Empty
+                try:
+                    entry = items.get(False)
+                except Empty:  # another receiver took it
+                    pass
+            if entry is _TAKE_BATON:
+                try:
+                    entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0), True)
+                except Empty:
+                    raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
+            if entry is ENDMARKER:
+                items.put(ENDMARKER)  # for the next receiver
+                entry = _TAKE_BATON
+                raise self._end_error()
+            item, cost = entry
+            if cost:
+                # _took(cost), inlined: this is the hot path
+                lock = self._lock
+                lock.acquire()
+                received = self._received_cost + cost
+                if received < _CREDIT_BATCH:
+                    self._received_cost = received
+                    lock.release()
+                    entry = (item, 0)  # counted: kept by Ctrl-C, it must not count twice
+                    return item
+                frame = ChannelState._took(self, cost)
+                lock.release()
+                entry = (item, 0)
+                if frame is not None:
+                    self._give_credit(frame)
             return item
-        frame = ChannelState._took(self, cost)
-        lock.release()
-        if frame is not None:
-            self._give_credit(frame)
-        return item
+        finally:
+            if entered and _done():
+                if entry is not _TAKE_BATON:
+                    self._held = entry
+                raise KeyboardInterrupt
 
     def __iter__(self):
         return self
@@ -235,10 +252,19 @@ class Channel(ChannelState):
     next = __next__
 
     def waitclose(self, timeout=None):
-        """Wait until the other side will send no more; raise its error if it failed."""
+        """Wait until the other side will send no more; raise its error if it failed.
+
+        With a callback, also wait until the callback has had every item (and
+        raise CallbackError if it failed).
+        """
+        deadline = None if timeout is None else _clock() + max(timeout, 0)
         # waits the way receive() does: reads the CLOSE frame itself if nobody else is reading
         if not self.gateway._wait_flag(self._receive_closed, None if timeout is None else max(timeout, 0)):
             raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
+        if self._items is None and not self.gateway._wait_callbacks(
+                None if deadline is None else max(deadline - _clock(), 0)):
+            raise TimeoutError("the callback of channel %d did not get through its items within %r seconds"
+                               % (self.id, timeout))
         if self._error is not None:
             raise self._error
 
@@ -261,6 +287,12 @@ class Channel(ChannelState):
 
     def _drain_to_callback(self, items):
         """Hand the entries of the old queue to the callback (holding self._lock)."""
+        if self._held is not None:  # taken by a receive() that Ctrl-C interrupted: it comes first
+            held, self._held = self._held, None
+            if held is ENDMARKER:
+                self._schedule_end()
+                return
+            self.gateway._schedule_callback(self, self._callback, held[0], held[1])
         while True:
             try:
                 entry = items.get(False)

@@ -10,6 +10,7 @@ waits for work, so the EXEC it reads is its own and needs no thread woken.
 import os
 import sys
 import threading
+import time
 
 from . import frames, protocol
 from .errors import GatewayLostError, ProtocolError
@@ -79,8 +80,21 @@ class FarGateway(BaseGateway):
             else:
                 job = self._main_jobs.get()  # reading is left to idle workers, whose next job it is
             if job is None:
+                self._let_running_code_finish()
                 return
             self._finish(*self._execute(*job))
+
+    def _let_running_code_finish(self):
+        """The controller went away: shipped code still running gets up to FINISH_GRACE seconds.
+
+        So items that arrived before the end are taken by it (and what it writes is
+        written) before the process exits; a TERMINATE ends it at once.
+        """
+        if self._expect_end:
+            return
+        deadline = time.monotonic() + FINISH_GRACE
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _reader_main(self):
         self._receive_loop()
@@ -244,6 +258,7 @@ def rinfo():
 
 
 MAX_IDLE_WORKERS = 16
+FINISH_GRACE = 1.0
 _traceback_lock = threading.Lock()
 
 

@@ -34,6 +34,8 @@ _CREDIT = protocol.CREDIT
 _EOF = protocol.EOF
 _critical = interrupts.critical
 _done = interrupts.done
+_allow = interrupts.allow
+_disallow = interrupts.disallow
 
 
 class Tracer(object):
@@ -114,8 +116,8 @@ class BaseGateway(object):
         try:
             self._writer.send(msgtype, channel_id, parts or [b""], size)
         finally:
-            if entered:
-                _done()
+            if entered and _done():
+                raise KeyboardInterrupt  # it came while the frame was written: it is written whole
 
     def _send_frame(self, frame):
         """Write a complete small frame (CREDIT, CLOSE) at once."""
@@ -123,8 +125,8 @@ class BaseGateway(object):
         try:
             self._writer.send_frame(frame)
         finally:
-            if entered:
-                _done()
+            if entered and _done():
+                raise KeyboardInterrupt
 
     def _lost_error(self):
         """The error that says the connection is gone (GatewayLostError), whatever ended it."""
@@ -170,6 +172,7 @@ class BaseGateway(object):
                     self._hand_over_baton()
                     continue
                 if not buffered:
+                    self._pay_debts()
                     waiter.readable(None)  # without the baton: receivers may read meanwhile
                     if self._receiver_is_active() or not baton.acquire(False):
                         continue  # a receiver may be reading it
@@ -179,6 +182,7 @@ class BaseGateway(object):
                 elif not baton.acquire(False):
                     continue
             else:
+                self._pay_debts()
                 baton.acquire()  # receivers never read a stream that cannot be polled
             try:
                 if self._reading_done:
@@ -192,6 +196,19 @@ class BaseGateway(object):
             if self._baton_wanted:
                 self._receiver_left = _clock()  # the woken receiver reads from now on
                 self._hand_over_baton()
+
+    def _pay_debts(self):
+        """Before the reader thread sleeps: write the CLOSE answers still owed to the peer.
+
+        They wait for the next frame written (no system call of their own), but not
+        for ever: then the peer could not forget those channels. Never waits for a
+        write under way: the reader must not stop reading because a writer is stuck.
+        """
+        if self._writer.owed:
+            try:
+                self._writer.flush_owed(wait=False)
+            except GatewayLostError:
+                pass  # the reader will see the end
 
     def _receiver_is_active(self):
         """Sleep and say True while a receiver gave the baton back less than LINGER ago."""
@@ -239,8 +256,8 @@ class BaseGateway(object):
                 core.bytes_read(count)
             self._dispatch(core.events())
         finally:
-            if entered:
-                _done()
+            if entered and _done():
+                raise KeyboardInterrupt  # every event of what was read is delivered: nothing is lost
 
     def _dispatch(self, events):
         """Hand each event to whom it concerns (holding the baton)."""
@@ -344,7 +361,14 @@ class BaseGateway(object):
                     yielded = True
                     break
                 if not core.has_frame():
-                    if not waiter.wait(None if deadline is None else deadline - _clock()):
+                    if self._writer.owed:
+                        self._pay_debts()
+                    allowed = _allow()  # Ctrl-C may end this wait at once: nothing is taken yet
+                    try:
+                        ready = waiter.wait(None if deadline is None else deadline - _clock())
+                    finally:
+                        _disallow(allowed)
+                    if not ready:
                         raise Empty
                 self._read_and_dispatch()
                 if deadline is not None and _clock() >= deadline:
@@ -366,7 +390,7 @@ class BaseGateway(object):
         if yielded:
             return _YIELDED
         while entry is _NOTHING or entry is _TAKE_BATON:
-            entry = items.get()  # what the end put there (a channel's end marker, serve()'s None)
+            entry = _get(items, None)  # what the end put there (a channel's end marker, serve()'s None)
         return entry
 
     def _reading_failed(self, exc):
@@ -423,6 +447,18 @@ class BaseGateway(object):
                 self._callback_thread.daemon = True
                 self._callback_thread.start()
 
+    def _wait_callbacks(self, timeout):
+        """Wait until every callback scheduled so far has run; False after ``timeout`` (None: no limit).
+
+        Callbacks run in order on one thread, so a marker scheduled now runs after
+        them. From inside a callback there is nothing to wait for.
+        """
+        if threading.current_thread() is self._callback_thread:
+            return True
+        reached = threading.Event()
+        self._schedule_callback(None, lambda _: reached.set(), None, 0)
+        return reached.wait(timeout)
+
     def _callback_loop(self):
         """Run callbacks one after another; nothing a callback raises stops this loop."""
         queue = self._callback_queue
@@ -467,9 +503,7 @@ def format_exception(exc_info, skip_frames=0):
     return "".join(traceback.format_exception(exc_type, exc, tb))
 
 
-def _get(items, deadline):
-    """Block for the next entry of ``items``; Empty once ``deadline`` (None: none) has passed."""
-    return items.get() if deadline is None else items.get(True, max(deadline - _clock(), 0))
+_get = interrupts.get  # block for the next entry of a queue; Empty once the deadline (None: none) passed
 
 
 def _take(items):

@@ -32,7 +32,7 @@ nothing; the channel table holds at most ``max_channels`` channels.
 import struct
 
 from . import frames, wire
-from .errors import ProtocolError
+from .errors import Error, ProtocolError
 
 NEAR = "near"
 FAR = "far"
@@ -198,11 +198,15 @@ class Protocol(object):
         self._into_large = False  # the last read_buffer() was a large frame's memory
         self.eof = False
         self._eof_reported = False
+        self._failed = None  # the error found after events that were returned first
         self.frames_read = 0  # grows as frames are parsed (the driver uses it to spot replies)
 
     # -- channels -------------------------------------------------------------
     def new_channel(self):
         """A channel with a fresh id of this side."""
+        if len(self.channels) >= self.max_channels:
+            raise Error("this side has %d channels open on this gateway, its limit (max_channels=); close some "
+                        "first, or start the gateway with a higher max_channels=N" % self.max_channels)
         channel_id = self._next_id
         self._next_id += 2
         return self._add(channel_id)
@@ -335,6 +339,8 @@ class Protocol(object):
 
     def has_frame(self):
         """True if a complete frame (or the end of the stream) waits to be parsed."""
+        if self._failed is not None:
+            return True
         if self._large is not None:
             return self._large_have >= self._large_head[2]
         if self._end - self._start < _HSIZE:
@@ -343,18 +349,34 @@ class Protocol(object):
         return self._start + _HSIZE + length <= self._end or _HSIZE + length > self._size
 
     def events(self):
-        """Parse every complete frame read so far; return the events, in order (a list)."""
+        """Parse every complete frame read so far; return the events, in order (a list).
+
+        A frame that breaks the protocol raises ProtocolError (or LoadError); the
+        events of the frames before it are returned first, and the error is raised
+        by the next call (has_frame() is True meanwhile).
+        """
+        if self._failed is not None:
+            raise self._failed
         out = []
+        try:
+            self._parse(out)
+        except (ProtocolError, wire.LoadError) as exc:
+            if not out:
+                raise
+            self._failed = exc
+        return out
+
+    def _parse(self, out):
         append = out.append
         channels = self.channels
         if not self._handshake_done:
             if not self._handshake(out):
-                return out
+                return
         while True:
             if self._large is not None:  # it comes first; the buffer holds what follows it
                 frame = self._next_frame()
                 if frame is None:
-                    return out
+                    return
                 self._dispatch(frame, append)
                 continue
             # the hot path: small DATA frames, decoded where they lie in the buffer
@@ -389,7 +411,7 @@ class Protocol(object):
                 if self.eof and not self._eof_reported:
                     self._eof_reported = True
                     append((EOF,))
-                return out
+                return
             self._dispatch(frame, append)
 
     def _next_frame(self):

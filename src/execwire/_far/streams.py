@@ -280,13 +280,17 @@ class FrameWriter(object):
                 del self.owed[:]
                 self._write_rest([data], 0)
 
-    def flush_owed(self):
-        """Write what is owed to the peer now."""
-        with self.lock:
+    def flush_owed(self, wait=True):
+        """Write what is owed to the peer now; with ``wait`` False, only if no other write is under way."""
+        if not self.lock.acquire(wait):
+            return  # that write takes what is owed, or the next one does
+        try:
             if self.owed:
                 data = b"".join(self.owed)
                 del self.owed[:]
                 self._write_rest([data], 0)
+        finally:
+            self.lock.release()
 
     def _write_rest(self, buffers, skip):
         """Write every buffer after the first ``skip`` bytes (called holding the lock)."""

@@ -64,6 +64,7 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
         "env": dict(spec.env),
         "dont_write_bytecode": bool(spec.dont_write_bytecode),
         "execmodel": spec.execmodel or "thread",
+        "max_channels": int(spec.max_channels) if spec.max_channels else None,
         "debug": debug,
     }
 
