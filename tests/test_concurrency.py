@@ -228,6 +228,55 @@ def far_python_or_skip(python: str | None) -> str:
 
 
 # == guarantees ==================================================================================================
+def test_baton_rule_1_one_thread_at_a_time_reads_and_parses(pair):
+    """Eight receivers on their own channels and the reader thread: never two in the reading part at once."""
+    inside = [0]
+    most = [0]
+    lock = threading.Lock()
+    read_and_dispatch = pair.b._read_and_dispatch
+
+    def counted() -> None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            read_and_dispatch()
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    pair.b._read_and_dispatch = counted  # type: ignore[method-assign]
+    pair.start_reader(pair.a)
+    pair.start_reader(pair.b)
+    pairs = [pair.channel() for _ in range(8)]
+
+    def receive_all(theirs: Channel) -> list[Any]:
+        return [theirs.receive(timeout=20) for _ in range(200)]
+
+    receivers = [Outcome(lambda theirs=theirs: receive_all(theirs)) for _, theirs in pairs]
+    for number in range(200):
+        for ours, _ in pairs:
+            ours.send(number)
+    for receiver in receivers:
+        assert receiver.done.wait(30) and receiver.value == list(range(200)), repr(receiver.error)
+    assert most[0] == 1, f"{most[0]} threads were reading at once"
+
+
+def test_baton_rule_2_the_reader_thread_waits_for_a_holder_without_blocking_on_the_lock(pair):
+    pair.start_reader(pair.a)
+    ours, theirs = pair.channel()
+    baton = pair.b._baton
+    assert baton.lock.acquire(timeout=5)  # this test thread holds it, as a receiver waiting long would
+    baton.took()
+    baton.taken_at -= 1.0  # a long hold: the reader thread dozes until the holder leaves
+    pair.start_reader(pair.b)
+    reader = pair.threads[-1]
+    assert wait_until(lambda: in_call(reader, "wait_for_holder"), 5), "the reader thread is not waiting its turn"
+    ours.send("while held")
+    baton.leave(True)  # the holder leaves: the dozing reader is woken and reads
+    assert theirs.receive(timeout=5) == "while held"
+
+
 def test_two_gateways_over_in_memory_streams_talk_as_over_pipes():
     made = Pair(memory=True)
     try:

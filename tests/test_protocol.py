@@ -246,6 +246,17 @@ def test_a_header_claiming_a_gib_allocates_no_more_than_a_bounded_chunk():
     assert grown <= protocol.LARGE_CHUNK + 1024 * 1024, f"{grown} bytes allocated for 1,011 bytes received"
 
 
+def test_receive_data_takes_bytes_as_an_event_loop_gives_them():
+    core = far_core()
+    channel = far_channel(core)
+    blob = b"z" * 300_000  # larger than the read buffer: it goes through a frame's own memory
+    for piece in (item_frame(1, "a") + item_frame(1, blob)[:1000], item_frame(1, blob)[1000:] + item_frame(1, "b")):
+        core.receive_data(piece)
+    assert [event[2] for event in core.events()] == ["a", blob, "b"] and channel.id == 1
+    core.receive_data(b"")
+    assert core.events() == [(protocol.EOF,)]
+
+
 def test_a_large_frame_in_many_reads_arrives_whole():
     core = far_core()
     channel = far_channel(core)

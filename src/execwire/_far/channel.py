@@ -25,6 +25,7 @@ import threading
 import time
 
 from . import frames, interrupts
+from .baton import TAKE
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
 from .protocol import CLOSE_RECEIVED, CREDIT_BATCH, MIN_COST, OPEN, WINDOW, ChannelState, wire_size
 from .streams import SMALL_PAYLOAD
@@ -39,7 +40,6 @@ except AttributeError:  # pragma: no cover
 
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
-_TAKE_BATON = object()  # put in a waiting receiver's queue: the gateway's baton is free, take it
 _CREDIT_BATCH = CREDIT_BATCH
 CLOSE_WAIT = 5.0  # close() waits at most this long for sends already under way
 _pack_header = frames.HEADER.pack
@@ -195,7 +195,7 @@ class Channel(ChannelState):
         items = self._items
         if items is None:
             raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
-        entry = _TAKE_BATON
+        entry = TAKE
         # In the main thread all of this is a stretch Ctrl-C cannot cut (interrupts.py): an interrupt
         # that comes after the item was taken is raised at the end, and the item is kept for the next
         # receive(). Waiting for it stays interruptible.
@@ -208,14 +208,14 @@ class Channel(ChannelState):
                     entry = items.get(False)
                 except Empty:  # another receiver took it
                     pass
-            if entry is _TAKE_BATON:
+            if entry is TAKE:
                 try:
                     entry = self.gateway._wait_item(items, None if timeout is None else max(timeout, 0), True)
                 except Empty:
                     raise TimeoutError("no item on channel %d within %r seconds" % (self.id, timeout))
             if entry is ENDMARKER:
                 items.put(ENDMARKER)  # for the next receiver
-                entry = _TAKE_BATON
+                entry = TAKE
                 raise self._end_error()
             item, cost = entry
             if cost:
@@ -236,7 +236,7 @@ class Channel(ChannelState):
             return item
         finally:
             if entered and _done():
-                if entry is not _TAKE_BATON:
+                if entry is not TAKE:
                     self._held = entry
                 raise KeyboardInterrupt
 
@@ -298,7 +298,7 @@ class Channel(ChannelState):
                 entry = items.get(False)
             except Empty:
                 return
-            if entry is _TAKE_BATON:
+            if entry is TAKE:
                 continue
             if entry is ENDMARKER:
                 self._schedule_end()

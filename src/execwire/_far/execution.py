@@ -66,7 +66,7 @@ class FarGateway(BaseGateway):
         ``events`` are what arrived right behind the CONFIG frame.
         """
         if events:
-            with self._baton:
+            with self._baton.lock:
                 try:
                     self._dispatch(events)
                 except BaseException as exc:

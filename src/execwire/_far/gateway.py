@@ -16,7 +16,8 @@ import threading
 import time
 
 from . import frames, interrupts, protocol
-from .channel import _TAKE_BATON, Channel
+from .baton import TAKE, Baton
+from .channel import Channel
 from .errors import GatewayLostError, ProtocolError, RemoteError
 from .streams import FrameWriter, ReadWaiter
 from .sync import Empty, Flag
@@ -82,15 +83,9 @@ class BaseGateway(object):
         self._callback_thread = None
         self._connection_error = None  # set when the reader stopped
         self._expect_end = False  # this side asked for the end
-        self._baton = threading.Lock()  # held by the one thread reading frames
+        self._baton = Baton()  # who reads frames (baton.py)
         self._reading_done = False
-        self._receiver_left = 0.0  # when a receiver last gave the baton back
-        self._baton_wanted = []  # queues of receivers waiting for the baton, oldest first
         self._ended = Flag()  # set once reading stopped and every channel was told
-        self._reader_alarm = threading.Lock()  # released to cut the reader thread's lingering short
-        self._reader_alarm.acquire()
-        self._baton_taken = 0.0  # when a receiver or idle worker last took the baton
-        self._reader_dozing = False  # the reader thread waits for the baton's holder to leave
 
     # -- channels -----------------------------------------------------------
     def _make_channel(self, core, channel_id):
@@ -136,54 +131,45 @@ class BaseGateway(object):
         return GatewayLostError("gateway %s: the connection is closed" % (self.id,))
 
     # -- receiving ----------------------------------------------------------
-    # One thread at a time reads frames: whoever holds the baton. A thread blocked
-    # in receive() takes it and reads its own reply, which saves a thread hand-off
-    # per item. The reader thread reads what nobody else is reading: it waits for
-    # data without the baton, never waits for the baton, and stays out of the way
-    # (LINGER) while receivers are at it, so their replies do not wake it too.
-    # A receiver that finds the baton taken waits on its queue. A receiver that
-    # got its item keeps the baton to itself (it is likely back for the next one
-    # soon, and waking a waiter at every item would cost a thread switch per item);
-    # the reader thread hands the baton over to a waiter once it has been free
-    # for LINGER, and so does a receiver that gives up (timeout, interrupt).
-    # Reading and dispatching one batch of bytes is a critical stretch for Ctrl-C
-    # (interrupts.py): a receive() interrupted in the main thread leaves no frame
-    # half read.
+    # One thread at a time reads frames: whoever holds the baton (baton.py has its
+    # rules). A thread blocked in receive() takes it and reads its own reply; the
+    # reader thread reads what nobody else is reading. Reading and dispatching one
+    # batch of bytes is a critical stretch for Ctrl-C (interrupts.py): a receive()
+    # interrupted in the main thread leaves no frame half read.
 
     def _receive_loop(self):
         """The reader thread: read and dispatch until the stream ends."""
         baton = self._baton
+        lock = baton.lock
         core = self._protocol
         waiter = self._waiter
         pollable = waiter.fileno is not None
         while not self._reading_done:
             if pollable:
-                if self._receiver_is_active():
+                if baton.receiver_active():
                     continue
-                if not baton.acquire(False):
-                    self._wait_for_holder()
+                if not lock.acquire(False):
+                    baton.wait_for_holder()
                     continue
                 try:
                     buffered = core.has_frame()  # the buffer is only looked at with the baton
                 finally:
-                    baton.release()
-                if self._baton_wanted:  # the baton was left free: a waiting receiver reads now
-                    self._receiver_left = _clock()
-                    self._hand_over_baton()
+                    lock.release()
+                if baton.hand_over_if_wanted():  # it was left free: a waiting receiver reads now
                     continue
                 if not buffered:
                     self._pay_debts()
                     waiter.readable(None)  # without the baton: receivers may read meanwhile
-                    if self._receiver_is_active() or not baton.acquire(False):
+                    if baton.receiver_active() or not lock.acquire(False):
                         continue  # a receiver may be reading it
                     if not core.has_frame() and not waiter.readable(0):
-                        baton.release()
+                        lock.release()
                         continue  # a receiver took it
-                elif not baton.acquire(False):
+                elif not lock.acquire(False):
                     continue
             else:
                 self._pay_debts()
-                baton.acquire()  # receivers never read a stream that cannot be polled
+                lock.acquire()  # receivers never read a stream that cannot be polled
             try:
                 if self._reading_done:
                     return
@@ -192,10 +178,8 @@ class BaseGateway(object):
                 self._reading_failed(exc)  # before giving the baton back: nobody may block on a dead stream
                 return
             finally:
-                baton.release()
-            if self._baton_wanted:
-                self._receiver_left = _clock()  # the woken receiver reads from now on
-                self._hand_over_baton()
+                lock.release()
+            baton.hand_over_if_wanted()
 
     def _pay_debts(self):
         """Before the reader thread sleeps: write the CLOSE answers still owed to the peer.
@@ -209,40 +193,6 @@ class BaseGateway(object):
                 self._writer.flush_owed(wait=False)
             except GatewayLostError:
                 pass  # the reader will see the end
-
-    def _receiver_is_active(self):
-        """Sleep and say True while a receiver gave the baton back less than LINGER ago."""
-        idle = _clock() - self._receiver_left
-        if 0 <= idle < LINGER:
-            self._reader_alarm.acquire(True, LINGER - idle)  # a sleep that the end cuts short
-            return True
-        return False
-
-    def _wait_for_holder(self):
-        """The baton is taken: look again in LINGER, or when its holder leaves if it holds it long.
-
-        A receiver in a tight loop holds the baton for short spells, so looking again
-        soon costs little; a receiver waiting for a slow answer (or an idle exec
-        worker waiting for work) holds it for long, and then the reader sleeps
-        until that holder wakes it on leaving, so an idle gateway does not poll.
-        """
-        if _clock() - self._baton_taken < LONG_HOLD:
-            self._reader_alarm.acquire(True, LINGER)
-            return
-        self._reader_dozing = True
-        try:
-            if self._baton.locked():  # the holder looks at _reader_dozing after it let go
-                self._reader_alarm.acquire(True, MAX_DOZE)
-        finally:
-            self._reader_dozing = False
-
-    def _hand_over_baton(self):
-        """Wake one receiver waiting for the baton (the caller just gave it back)."""
-        try:
-            items = self._baton_wanted.pop(0)
-        except IndexError:  # another thread woke it first
-            return
-        items.put(_TAKE_BATON)
 
     def _read_and_dispatch(self):
         """One read if nothing is buffered, then dispatch every complete frame (holding the baton)."""
@@ -304,28 +254,26 @@ class BaseGateway(object):
         to: they hand the baton over as soon as one asks.
         """
         deadline = None if timeout is None else _clock() + timeout
+        baton = self._baton
         while True:
             if self._reading_done or self._waiter.fileno is None:
                 pass  # nobody reads here: wait for what the reader thread delivers
-            elif self._baton.acquire(False):
+            elif baton.lock.acquire(False):
                 entry = self._read_for(items, deadline, not receiver)
                 if entry is not _YIELDED:
                     return entry
             elif receiver:
-                wanted = self._baton_wanted
-                wanted.append(items)
-                if self._baton.acquire(False):  # given back before we asked: nobody would wake us
-                    _remove(wanted, items)
+                if not baton.ask(items):  # it was free after all, and is ours now
                     return self._read_for(items, deadline, False)
                 try:
                     entry = _get(items, deadline)
                 finally:
-                    _remove(wanted, items)
-                if entry is not _TAKE_BATON:
+                    baton.withdraw(items)
+                if entry is not TAKE:
                     return entry
                 continue
             entry = _get(items, deadline)
-            if entry is not _TAKE_BATON:
+            if entry is not TAKE:
                 return entry
 
     def _wait_flag(self, flag, timeout):
@@ -347,7 +295,8 @@ class BaseGateway(object):
 
         ``yields``: return _YIELDED, handing the baton over, once a receiver asks for it.
         """
-        self._baton_taken = _clock()
+        baton = self._baton
+        baton.took()
         core = self._protocol
         waiter = self._waiter
         entry = _NOTHING
@@ -357,7 +306,7 @@ class BaseGateway(object):
                 entry = _take(items)
                 if entry is not _NOTHING or self._reading_done:
                     break
-                if yields and self._baton_wanted:
+                if yields and baton.wanted:
                     yielded = True
                     break
                 if not core.has_frame():
@@ -381,15 +330,10 @@ class BaseGateway(object):
         except BaseException as exc:
             self._reading_failed(exc)
         finally:
-            self._baton.release()
-            self._receiver_left = _clock()
-            if self._reader_dozing:  # it waits for us to leave: it is the reader again after LINGER
-                self._wake_reader()
-            if entry is _NOTHING and self._baton_wanted:  # we leave without an item: let a waiter read
-                self._hand_over_baton()
+            baton.leave(entry is _NOTHING)
         if yielded:
             return _YIELDED
-        while entry is _NOTHING or entry is _TAKE_BATON:
+        while entry is _NOTHING or entry is TAKE:
             entry = _get(items, None)  # what the end put there (a channel's end marker, serve()'s None)
         return entry
 
@@ -425,14 +369,7 @@ class BaseGateway(object):
         if self._callback_queue is not None:
             self._callback_queue.put(None)
         self._ended.set()
-        self._wake_reader()  # it stops lingering and sees the end
-
-    def _wake_reader(self):
-        """Cut the reader thread's sleep short."""
-        try:
-            self._reader_alarm.release()
-        except RuntimeError:  # released already
-            pass
+        self._baton.wake()  # the reader thread stops lingering and sees the end
 
     # -- callbacks ----------------------------------------------------------
     def _schedule_callback(self, channel, callback, item, cost):
@@ -513,7 +450,7 @@ def _take(items):
             entry = items.get(False)
         except Empty:  # another receiver took it
             break
-        if entry is not _TAKE_BATON:
+        if entry is not TAKE:
             return entry
     return _NOTHING
 
@@ -521,14 +458,3 @@ def _take(items):
 _NOTHING = object()
 _YIELDED = object()
 
-
-def _remove(waiting, items):
-    try:
-        waiting.remove(items)
-    except ValueError:  # already taken off by the thread that woke us
-        pass
-
-
-LINGER = 0.002  # seconds the reader thread leaves reading to receivers after one was active
-LONG_HOLD = 0.02  # a baton held this long is held by someone waiting for a slow answer...
-MAX_DOZE = 1.0  # ...and the reader sleeps until it is let go (this long at most)

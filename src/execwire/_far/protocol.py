@@ -81,7 +81,6 @@ _DATA = frames.DATA
 _credit = struct.Struct("!Q")
 _NOT_FLAT = wire.NOT_FLAT
 _decode_flat = wire.decode_flat
-_CLOSE_FRAME_TYPES = (frames.CLOSE, frames.CLOSE_ERROR)
 
 # which side may send which frame (the receiver checks)
 _SENT_BY_NEAR = frozenset([frames.CONFIG, frames.EXEC, frames.DATA, frames.CLOSE, frames.CLOSE_ERROR,
@@ -199,6 +198,8 @@ class Protocol(object):
         self.eof = False
         self._eof_reported = False
         self._failed = None  # the error found after events that were returned first
+        self._inbox = []  # bytes given to receive_data() that did not fit in the read buffer yet
+        self._inbox_ended = False
         self.frames_read = 0  # grows as frames are parsed (the driver uses it to spot replies)
 
     # -- channels -------------------------------------------------------------
@@ -245,23 +246,6 @@ class Protocol(object):
                             % (self.peer, frames.NAMES[msgtype], channel_id, self.side))
 
     # -- commands: each returns the bytes to write ----------------------------
-    def data_header(self, channel_id, size):
-        """The header of an item of ``size`` bytes (the channel checked its state and credit)."""
-        if size > _MAX_PAYLOAD:
-            raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (size, _MAX_PAYLOAD))
-        return _pack_header(_MAGIC, _DATA, channel_id, size)
-
-    def frame(self, msgtype, channel_id, parts=()):
-        """Header and payload parts of a frame that needs no channel state (HELLO, TERMINATE, ...)."""
-        size = wire_size(parts)
-        if size > _MAX_PAYLOAD:
-            raise ValueError("message of %d bytes exceeds the limit of %d bytes" % (size, _MAX_PAYLOAD))
-        return [_pack_header(_MAGIC, msgtype, channel_id, size)] + list(parts)
-
-    def exec_frame(self, channel, request_parts):
-        """EXEC of ``request_parts`` (encoded (source, filename, funcname, kwargs)) on ``channel``."""
-        return self.frame(frames.EXEC, channel.id, request_parts)
-
     def output_sent(self, nbytes):
         """Far side: OUTPUT of ``nbytes`` goes out; it takes output credit (may go below zero once)."""
         self.output_credit -= nbytes
@@ -317,17 +301,39 @@ class Protocol(object):
             self._grow()
 
     def receive_data(self, data):
-        """Feed ``data`` (bytes; b"" for the end of the stream): for drivers that get bytes, not buffers."""
+        """Take ``data`` (bytes; b"" for the end of the stream), for drivers that get bytes, not buffers.
+
+        Any amount: what does not fit in the read buffer yet waits until events()
+        has parsed what is before it. Use either this or read_buffer()/bytes_read().
+        """
         if not data:
-            self.bytes_read(0)
-            return
-        view = memoryview(data)
-        while view:
+            self._inbox_ended = True
+        else:
+            self._inbox.append(memoryview(bytes(data)))
+        self._feed()
+
+    def _feed(self):
+        """Move waiting bytes of receive_data() into the read buffer; True if any moved."""
+        moved = False
+        inbox = self._inbox
+        while inbox:
             target = self.read_buffer()
+            if not len(target):
+                break
+            view = inbox[0]
             count = min(len(target), len(view))
             target[:count] = view[:count]
+            del target
             self.bytes_read(count)
-            view = view[count:]
+            moved = True
+            if count == len(view):
+                del inbox[0]
+            else:
+                inbox[0] = view[count:]
+        if not inbox and self._inbox_ended and not self.eof:
+            self.bytes_read(0)
+            moved = True
+        return moved
 
     def _grow(self):
         """A read filled the buffer: the peer sends a lot, so read more at a time."""
@@ -376,6 +382,8 @@ class Protocol(object):
             if self._large is not None:  # it comes first; the buffer holds what follows it
                 frame = self._next_frame()
                 if frame is None:
+                    if self._inbox and self._feed():
+                        continue
                     return
                 self._dispatch(frame, append)
                 continue
@@ -407,6 +415,8 @@ class Protocol(object):
                     self._start = start
                     self.frames_read += 1
             frame = self._next_frame()
+            if frame is None and self._inbox and self._feed():
+                continue
             if frame is None:
                 if self.eof and not self._eof_reported:
                     self._eof_reported = True
