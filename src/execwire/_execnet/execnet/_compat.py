@@ -153,9 +153,11 @@ def add_execnet_behaviour(channel_class):
             _in_callback.active = True
             try:
                 if item is _CALLBACKS_DONE:
-                    done.set()
-                    if endmarker is not NO_ENDMARKER_WANTED:
-                        callback(endmarker)
+                    try:
+                        if endmarker is not NO_ENDMARKER_WANTED:
+                            callback(endmarker)
+                    finally:
+                        done.set()
                 else:
                     callback(item)
             finally:

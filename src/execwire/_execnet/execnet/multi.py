@@ -9,6 +9,7 @@ still start many gateways side by side.
 from __future__ import annotations
 
 import queue
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -80,7 +81,9 @@ class Group(execwire.Group):
             for raw in specs:
                 spec = self._xspec(raw)
                 try:
-                    gateway = execwire.Group.makegateway(self, to_execwire(spec))
+                    strict = to_execwire(spec)
+                    _reachable_before_token(strict)
+                    gateway = execwire.Group.makegateway(self, strict)
                 except execwire.GatewayStartError as exc:
                     failures.append(exc)
                     continue
@@ -133,6 +136,25 @@ class Group(execwire.Group):
         gateway = super().__getitem__(key)
         assert isinstance(gateway, Gateway)
         return gateway
+
+
+def _reachable_before_token(spec: execwire.XSpec) -> None:
+    """For a socket spec without a token, say HostNotFound if nothing listens, as execnet would (it has no tokens)."""
+    if not isinstance(spec.socket, str) or spec.installvia is not None:
+        return
+    from execwire.spec import parse_hostport
+    from execwire.transports.socket import read_token
+
+    try:
+        read_token(spec, f"gateway {spec.id!r} ({spec})")
+    except execwire.GatewayStartError:
+        host, port = parse_hostport(spec.socket)
+        try:
+            socket.create_connection((host, port), timeout=float(spec.timeout or 10)).close()
+        except OSError as exc:
+            raise execwire.HostNotFound(f"gateway {spec.id!r} ({spec}): cannot reach {spec.socket}: "
+                                        f"{exc.strerror or exc}") from exc
+        raise
 
 
 def safe_terminate(execmodel: ExecModel, timeout: float | None,
