@@ -8,6 +8,7 @@ still start many gateways side by side.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import socket
 from collections.abc import Callable, Iterable
@@ -40,6 +41,20 @@ class MultiChannel(execwire.MultiChannel):
                 channel.setcallback(put, endmarker)
         return self._queue
 
+    def waitclose(self, timeout: float | None = None) -> None:
+        """Wait for every channel to close; raise the first remote error once all are done."""
+        if timeout is not None:
+            super().waitclose(timeout)
+            return
+        first: BaseException | None = None
+        for channel in self:
+            try:
+                channel.waitclose()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
     def receive_each(self, withchannel: bool = False) -> list[Any]:
         if hasattr(self, "_queue"):
             raise OSError("receive_each() after make_receive_queue(): the channels have callbacks")
@@ -55,6 +70,8 @@ class Group(execwire.Group):
 
     def __init__(self, xspecs: Iterable[XSpec | str | None] = (), execmodel: str = "thread") -> None:
         super().__init__((), execmodel)
+        atexit.register(self._cleanup_atexit)  # at once, as execnet does (execwire waits for a first gateway)
+        self._atexit_registered = True
         specs = list(xspecs)
         if specs:
             self.makegateways(specs)
