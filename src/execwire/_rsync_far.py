@@ -154,8 +154,11 @@ class Receiver(object):
 
 
 def serve(channel):
-    dest, options = channel.receive()
-    Receiver(channel, dest, bool(options.get("delete"))).run()
+    try:
+        dest, options = channel.receive()
+        Receiver(channel, dest, bool(options.get("delete"))).run()
+    except EOFError:
+        pass  # the near side gave up (its error is raised there) and closed the channel
 
 
 if __name__ == "__channelexec__":
