@@ -27,12 +27,11 @@ from pathlib import Path
 
 SUITES = {
     "execnet": {"sdist": "execnet==2.1.2", "folder": "execnet-2.1.2", "tests": ["testing"]},
-    # xdist's whole suite takes 10 to 15 minutes on a busy 2-core machine: CI runs its unit tests and the
-    # acceptance tests of crashes, load scopes and worker management (run with --xdist-all for every test)
+    # xdist's whole suite takes 10 to 15 minutes on a busy 2-core machine: CI runs its worker and session
+    # tests and the acceptance tests of crashing workers (--xdist-all runs every test)
     "pytest-xdist": {"sdist": "pytest-xdist==3.8.0", "folder": "pytest_xdist-3.8.0",
-                     "tests": ["testing/test_remote.py", "testing/test_workermanage.py", "testing/test_dsession.py",
-                               "testing/test_newhooks.py", "testing/test_plugin.py", "testing/acceptance_test.py",
-                               "-k", "not acceptance_test or crash or Crash or LoadScope or max_worker or basetemp"]},
+                     "tests": ["testing/test_dsession.py", "testing/test_workermanage.py", "testing/test_remote.py",
+                               "testing/acceptance_test.py::TestNodeFailure"]},
 }
 
 # tests of execnet's internals: they look at execnet's own byte format, frames, thread pool, command lines
