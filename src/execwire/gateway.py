@@ -262,6 +262,19 @@ class Gateway(BaseGateway):
             raise self._start_error
         return super().newchannel()
 
+    def rsync(self, source: str | os.PathLike[str], dest: str | os.PathLike[str], delete: bool = False,
+              progress: Callable[[Any], object] | None = None) -> None:
+        """Copy the directory ``source`` to ``dest`` on the far side (relative to its cwd), sending what differs.
+
+        ``delete`` removes there what ``source`` lacks; ``progress`` gets an
+        execwire.rsync.Progress as files go. See execwire.rsync.RSync for more.
+        """
+        from .rsync import RSync
+
+        sync = RSync(source, progress=progress)
+        sync.add_target(self, dest, delete=delete)
+        sync.send()
+
     def _rinfo(self, update: bool = False) -> RInfo:
         """Facts about the far interpreter (cached; ``update`` asks again)."""
         if update or self._rinfo_cache is None:

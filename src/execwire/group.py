@@ -5,14 +5,15 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import transports
 from ._far.channel import Channel
+from ._far.errors import GatewayStartError, TimeoutError
 from .gateway import DEBUG, Gateway
 from .multi import MultiChannel
-from .spec import XSpec
+from .spec import EXECMODELS, XSpec
 
 
 class Group:
@@ -23,8 +24,9 @@ class Group:
     """
 
     defaultspec = "popen"
+    _gateway_class = Gateway  # the execnet package makes gateways of its own kind
 
-    def __init__(self, xspecs: list[str | XSpec] | tuple[str | XSpec, ...] = (), execmodel: str = "thread") -> None:
+    def __init__(self, xspecs: Iterable[str | XSpec] = (), execmodel: str = "thread") -> None:
         self._gateways: list[Gateway] = []
         self._lock = threading.Lock()
         self._next_auto_id = 0
@@ -34,9 +36,15 @@ class Group:
             self.makegateway(spec)
 
     def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
-        """Exec model for gateways made from now on ("thread" or "main_thread_only")."""
-        if execmodel != "thread":
-            raise ValueError(f"the near side supports the execmodel 'thread' only, not {execmodel!r}")
+        """Exec models for gateways made from now on: "thread" or "main_thread_only".
+
+        On this side both mean the same (execwire's own threads read and run
+        callbacks; your code runs in yours); the far side runs shipped code in
+        threads or on its main thread. ``remote_execmodel`` defaults to "thread".
+        """
+        for name, model in (("execmodel", execmodel), ("remote_execmodel", remote_execmodel or "thread")):
+            if model not in EXECMODELS:
+                raise ValueError(f"{name} must be one of {', '.join(EXECMODELS)}, not {model!r}")
         self.execmodel = execmodel
         self.remote_execmodel = remote_execmodel or "thread"
 
@@ -70,13 +78,48 @@ class Group:
             spec = XSpec(f"{spec}//execmodel={self.remote_execmodel}")
         gateway_id = self._allocate_id(spec)
         transport, process = transports.start(spec, gateway_id, DEBUG, self)
-        gateway = Gateway(transport, spec, gateway_id, process, self)
+        gateway = self._gateway_class(transport, spec, gateway_id, process, self)
         with self._lock:
             self._gateways.append(gateway)
             if not self._atexit_registered:
                 atexit.register(self._cleanup_atexit)
                 self._atexit_registered = True
         return gateway
+
+    def makegateways(self, specs: Iterable[str | XSpec]) -> list[Gateway]:
+        """Start a gateway for every spec side by side; return them once all have answered.
+
+        If any could not start, raise GatewayStartError naming each that failed
+        (when several did, its ``failures`` maps their ids, or specs if they had
+        none yet, to their errors); the ones that started stay in the group.
+        """
+        started: list[Gateway] = []
+        failures: list[tuple[str, GatewayStartError]] = []
+        for spec in specs:
+            try:
+                started.append(self.makegateway(spec))
+            except GatewayStartError as exc:  # the command to run does not exist
+                failures.append((str(spec), exc))
+        for gateway in started:
+            try:
+                gateway.wait_ready(gateway.startup_timeout + 5.0)
+            except (GatewayStartError, TimeoutError) as exc:
+                error = exc if isinstance(exc, GatewayStartError) else GatewayStartError(str(exc))
+                failures.append((gateway.id, error))
+                gateway.exit(timeout=1.0)
+        if failures:
+            if len(failures) == 1:
+                raise failures[0][1]
+            lines = "; ".join(str(exc) for _, exc in failures)
+            error = GatewayStartError(f"{len(failures)} gateways could not start: {lines}")
+            error.failures = dict(failures)  # type: ignore[attr-defined]
+            raise error from failures[0][1]
+        return started
+
+    def allocate_id(self, spec: XSpec) -> None:
+        """Give ``spec`` an id now (``spec.id``) if it has none, as makegateway would (execnet name)."""
+        if spec.id is None:
+            spec.id = self._allocate_id(spec)
 
     def _allocate_id(self, spec: XSpec) -> str:
         with self._lock:

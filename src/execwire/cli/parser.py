@@ -12,6 +12,7 @@ from .._far.channel import Channel
 from .._far.errors import Error
 from ..gateway import Gateway
 from ..spec import FLAG_KEYS, KNOWN_KEYS, XSpec
+from .shim import add_shim_path_option
 
 OK = 0
 CODE_RAISED = 1
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="execwire", description=TOP_DESCRIPTION, formatter_class=raw,
         epilog=_epilog(spec_help, EXIT_HELP, ENV_HELP))
     parser.add_argument("--version", action="version", version=f"execwire {__version__}")
+    add_shim_path_option(parser)
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)

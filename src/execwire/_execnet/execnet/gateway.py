@@ -1,0 +1,79 @@
+"""execnet.gateway: the Gateway of the execnet package, an execwire Gateway with execnet's manners."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import execwire
+from execwire.gateway import RemoteStatus, RInfo, write_output
+
+from ._compat import ExecModel, ThreadExecModel
+from .gateway_base import Channel
+
+if TYPE_CHECKING:
+    from .multi import Group
+
+__all__ = ["Gateway", "RInfo", "RemoteStatus"]
+
+
+def discard_stdout(gateway: execwire.Gateway, stream: int, data: bytes) -> None:
+    """What far code prints to stdout is dropped, as execnet drops it; stderr still reaches ours."""
+    if stream == 2:
+        write_output(gateway, stream, data)
+
+
+class Gateway(execwire.Gateway):
+    """Gateway to a local or remote Python interpreter (execnet's name and manners)."""
+
+    _group: Group
+    execmodel: ExecModel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        group = self._group
+        self.execmodel = group.execmodel if isinstance(getattr(group, "execmodel", None), ExecModel) \
+            else ThreadExecModel()
+        self.output_handler = discard_stdout
+
+    def _make_channel(self, *args: Any) -> Channel:
+        return Channel(self, *args)
+
+    def __repr__(self) -> str:
+        return f"<Gateway id={self.id!r} {self.state}, {self.execmodel.backend} model, spec={str(self.spec)!r}>"
+
+    @property
+    def remoteaddress(self) -> str:
+        """The address of the far side, for socket and ssh gateways."""
+        address = self.spec.socket if isinstance(self.spec.socket, str) else self.spec.ssh
+        if not address:
+            raise AttributeError(f"gateway {self.id!r} ({self.spec}) has no remote address")
+        return str(address)
+
+    def remote_exec(self, source: str | types.ModuleType | Callable[..., Any], **kwargs: Any) -> Channel:
+        channel = super().remote_exec(source, **kwargs)
+        assert isinstance(channel, Channel)
+        return channel
+
+    def newchannel(self) -> Channel:
+        channel = super().newchannel()
+        assert isinstance(channel, Channel)
+        return channel
+
+    def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
+        """Accepted for execnet's sake: both sides run Python 3, so strings are always str."""
+        self._strconfig = (py2str_as_py3str, py3str_as_py2str)
+
+    def remote_init_threads(self, num: int | None = None) -> None:
+        """Accepted for execnet's sake (a no-op there too since execnet 1.2)."""
+
+    def remote_status(self) -> RemoteStatus:
+        status = super().remote_status()
+        status.execmodel = str(self.spec.execmodel or "thread")  # type: ignore[attr-defined]
+        return status
+
+    def _rinfo(self, update: bool = False) -> RInfo:
+        info = super()._rinfo(update)
+        info.version_info = tuple(info.version_info[:5])
+        return info
