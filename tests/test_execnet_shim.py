@@ -269,8 +269,6 @@ def test_execwires_own_makegateway_raises_start_up_errors(group):
         group.makegateway("popen//python=false")
 
 
-@pytest.mark.xfail(strict=True, reason="needs core: execwire's receive() on a channel with a callback raises an "
-                                       "OSError (today RuntimeError; the execnet package raises OSError)")
 def test_execwires_receive_on_a_callback_channel_raises_oserror(gw):
     channel = gw.remote_exec("channel.receive()")
     channel.setcallback(lambda item: None)

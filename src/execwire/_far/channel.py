@@ -26,7 +26,7 @@ import time
 
 from . import frames, interrupts
 from .baton import TAKE
-from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError
+from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError, _CallbackChannelError
 from .protocol import CLOSE_RECEIVED, CREDIT_BATCH, MIN_COST, OPEN, WINDOW, ChannelState, wire_size
 from .streams import SMALL_PAYLOAD
 from .sync import Empty, Flag, ItemQueue
@@ -194,7 +194,7 @@ class Channel(ChannelState):
         """
         items = self._items
         if items is None:
-            raise RuntimeError("channel %d has a callback; receive() is not available" % self.id)
+            raise _CallbackChannelError("channel %d has a callback; receive() is not available" % self.id)
         entry = TAKE
         # In the main thread all of this is a stretch Ctrl-C cannot cut (interrupts.py): an interrupt
         # that comes after the item was taken is raised at the end, and the item is kept for the next
@@ -262,7 +262,7 @@ class Channel(ChannelState):
         if not self.gateway._wait_flag(self._receive_closed, None if timeout is None else max(timeout, 0)):
             raise TimeoutError("channel %d not closed within %r seconds" % (self.id, timeout))
         if self._items is None and not self.gateway._wait_callbacks(
-                None if deadline is None else max(deadline - _clock(), 0)):
+                None if deadline is None else max(deadline - _clock(), 0)) and self._error is None:
             raise TimeoutError("the callback of channel %d did not get through its items within %r seconds"
                                % (self.id, timeout))
         if self._error is not None:
@@ -368,14 +368,11 @@ class Channel(ChannelState):
                 return
             if error is not None and self._error is None:
                 self._error = error
-            self._receive_closed.set()
             if self._items is not None:
                 self._items.put(ENDMARKER)
-                callback_end = False
             else:
-                callback_end = True
-        if callback_end:
-            self._schedule_end()
+                self._schedule_end()  # before the flag: waitclose() then waits for the endmarker's callback too
+            self._receive_closed.set()
 
     def _schedule_end(self):
         if self._endmarker is not NO_ENDMARKER_WANTED:

@@ -54,6 +54,10 @@ class TimeoutError(Error, builtins.TimeoutError):
     """A receive, waitclose or terminate ran past its deadline."""
 
 
+class _CallbackChannelError(Error, RuntimeError, OSError):
+    """receive() on a channel whose items go to a callback (an OSError, as execnet raises, and a RuntimeError)."""
+
+
 class ChannelClosedError(Error, OSError):
     """Sending on a channel that this side or the far side closed."""
 
