@@ -271,14 +271,12 @@ class FrameWriter(object):
         with self.lock:
             self._write_rest([data], 0)
 
-    def owe(self, frame, write_now=False):
-        """Put ``frame`` in front of the next write (or write it now, with anything else owed)."""
+    def owe(self, frame):
+        """Put ``frame`` in front of the next write (written at once when many are owed)."""
         with self.lock:
             self.owed.append(frame)
-            if write_now or len(self.owed) >= 64:
-                data = b"".join(self.owed)
-                del self.owed[:]
-                self._write_rest([data], 0)
+            if len(self.owed) >= 64:
+                self._write_owed()
 
     def flush_owed(self, wait=True):
         """Write what is owed to the peer now; with ``wait`` False, only if no other write is under way."""
@@ -286,11 +284,14 @@ class FrameWriter(object):
             return  # that write takes what is owed, or the next one does
         try:
             if self.owed:
-                data = b"".join(self.owed)
-                del self.owed[:]
-                self._write_rest([data], 0)
+                self._write_owed()
         finally:
             self.lock.release()
+
+    def _write_owed(self):
+        data = b"".join(self.owed)
+        del self.owed[:]
+        self._write_rest([data], 0)
 
     def _write_rest(self, buffers, skip):
         """Write every buffer after the first ``skip`` bytes (called holding the lock)."""
@@ -298,28 +299,12 @@ class FrameWriter(object):
             raise self.broken
         started = skip > 0
         try:
-            while skip:
-                first = buffers[0]
-                size = memoryview(first).nbytes
-                if skip >= size:
-                    skip -= size
-                    del buffers[0]
-                else:
-                    buffers[0] = memoryview(first).cast("B")[skip:]
-                    skip = 0
+            _drop_front(buffers, skip)
             while buffers:
                 written = self.stream.writev(buffers)
                 if written:
                     started = True
-                while buffers and written:
-                    first = buffers[0]
-                    size = memoryview(first).nbytes
-                    if written >= size:
-                        written -= size
-                        del buffers[0]
-                    else:
-                        buffers[0] = memoryview(first).cast("B")[written:]
-                        written = 0
+                _drop_front(buffers, written)
         except GatewayLostError as exc:
             self.broken = exc
             raise
@@ -329,6 +314,19 @@ class FrameWriter(object):
                                                "the connection cannot be used any more")
                 self.stream.close_write()
             raise
+
+
+def _drop_front(buffers, count):
+    """Remove the first ``count`` bytes from ``buffers`` (a list), in place."""
+    while buffers and count:
+        first = buffers[0]
+        size = memoryview(first).nbytes
+        if count >= size:
+            count -= size
+            del buffers[0]
+        else:
+            buffers[0] = memoryview(first).cast("B")[count:]
+            count = 0
 
 
 def _close_quietly(fd):
