@@ -13,6 +13,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import shutdown
 from ._far import frames, protocol, wire
 from ._far.channel import Channel
 from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
@@ -314,9 +315,8 @@ class Gateway(BaseGateway):
         self._expect_end = True
         deadline = time.monotonic() + timeout
         # telling the far side may block on a far side that stopped reading: bounded by the timeout
-        goodbye = threading.Thread(target=self._say_goodbye, name=f"execwire-exit-{self.id}", daemon=True)
-        goodbye.start()
-        goodbye.join(timeout)
+        if not shutdown.run_bounded(self._say_goodbye, f"execwire-exit-{self.id}", timeout):
+            shutdown.hang_up(self)  # interpreter exit: no thread may start; hanging up never waits
         if self._process is not None:
             self._process.stop(max(deadline - time.monotonic(), 0.0))  # then SIGTERM, then SIGKILL
             self._wait_flag(self._ended, 1.0)  # read what it said last, as a receiver would

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import transports
+from . import shutdown, transports
 from ._far.channel import Channel
 from ._far.errors import GatewayStartError, TimeoutError
 from .gateway import DEBUG, Gateway
@@ -30,7 +29,6 @@ class Group:
         self._gateways: list[Gateway] = []
         self._lock = threading.Lock()
         self._next_auto_id = 0
-        self._atexit_registered = False
         self.set_execmodel(execmodel)
         for spec in xspecs:
             self.makegateway(spec)
@@ -81,9 +79,7 @@ class Group:
         gateway = self._gateway_class(transport, spec, gateway_id, process, self)
         with self._lock:
             self._gateways.append(gateway)
-            if not self._atexit_registered:
-                atexit.register(self._cleanup_atexit)
-                self._atexit_registered = True
+        shutdown.track(self)  # interpreter exit ends it, if nothing did before
         return gateway
 
     def makegateways(self, specs: Iterable[str | XSpec]) -> list[Gateway]:
@@ -145,24 +141,64 @@ class Group:
         return MultiChannel(channels)
 
     def terminate(self, timeout: float | None = None) -> None:
-        """Exit every gateway at once; after ``timeout`` seconds the far processes are killed."""
-        gateways = list(self._gateways)
+        """Exit every gateway; after ``timeout`` seconds the far processes are killed.
+
+        Gateways that run through others (via=, installvia=) go first, side by
+        side, then those they ran through: when it returns, nothing of the
+        group runs any more.
+        """
         budget = 5.0 if timeout is None else max(timeout, 0.0)
-        threads = [threading.Thread(target=gw.exit, args=(budget,), daemon=True) for gw in gateways]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + budget + 3.0  # exit() itself escalates to SIGKILL
-        for thread in threads:
-            thread.join(max(deadline - time.monotonic(), 0.0))
+        waves = self._waves()
+        if shutdown.exiting():
+            shutdown.end_without_threads([gw for wave in waves for gw in wave], budget)
+            return
+        deadline = time.monotonic() + budget
+        for number, wave in enumerate(waves):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            threads = [threading.Thread(target=gw.exit, args=(remaining,), daemon=True) for gw in wave]
+            try:
+                for thread in threads:
+                    thread.start()
+            except RuntimeError:  # the interpreter is exiting and refuses new threads
+                started = [thread for thread in threads if thread.ident is not None]
+                rest = [gw for gw, thread in zip(wave, threads, strict=True) if thread.ident is None]
+                shutdown.end_without_threads(rest + [gw for later in waves[number + 1:] for gw in later], remaining)
+                for thread in started:
+                    thread.join(remaining + 3.0)
+                return
+            join_by = time.monotonic() + remaining + 3.0  # exit() itself escalates to SIGKILL
+            for thread in threads:
+                thread.join(max(join_by - time.monotonic(), 0.0))
+
+    def _by_depth(self) -> list[tuple[int, Gateway]]:
+        """Each gateway with the number of gateways of this group it runs through (via=, installvia=)."""
+        gateways = list(self._gateways)
+        by_id = {gw.id: gw for gw in gateways}
+        depths: dict[str, int] = {}
+
+        def depth(gateway: Gateway, seen: frozenset[str] = frozenset()) -> int:
+            if gateway.id not in depths:
+                through = gateway.spec.via or gateway.spec.installvia
+                middle = by_id.get(str(through)) if through is not None else None
+                if middle is None or middle.id in seen:
+                    depths[gateway.id] = 0
+                else:
+                    depths[gateway.id] = 1 + depth(middle, seen | {gateway.id})
+            return depths[gateway.id]
+
+        return [(depth(gw), gw) for gw in gateways]
+
+    def _waves(self) -> list[list[Gateway]]:
+        """The gateways in the order they are ended: the deepest behind via= first."""
+        ranked = self._by_depth()
+        levels = sorted({level for level, _ in ranked}, reverse=True)
+        return [[gw for level, gw in ranked if level == wanted] for wanted in levels]
 
     def __enter__(self) -> Group:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.terminate()
-
-    def _cleanup_atexit(self) -> None:
-        self.terminate(timeout=1.0)
 
 
 default_group = Group()

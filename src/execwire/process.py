@@ -1,4 +1,14 @@
-"""A far interpreter's local process, and the bounded way to stop it."""
+"""A far interpreter's local process, and the bounded way to stop it.
+
+Every local command of a gateway (the far Python itself, or ssh, sudo, docker,
+a ``python=`` wrapper script) is started in a session of its own, so its process
+group holds it and whatever it started. Once the command has ended, and before
+it is reaped (while its process id is still reserved, so the group id cannot
+name anybody else), the rest of the group gets SIGKILL: a wrapper's children, a
+launcher's helpers and the far Python's subprocesses do not outlive the gateway.
+Only processes that left the group on purpose (their own session: daemons,
+ssh's ControlPersist master) are not followed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from ._far.errors import GatewayStartError
@@ -138,55 +149,101 @@ class Process:
         return self.popen.pid
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """The exit code, or None if it is still running after ``timeout``."""
-        if timeout is not None and self.popen.returncode is None and not _exited_within(self.popen.pid, timeout):
-            return self.popen.poll()
+        """The exit code, or None if it is still running after ``timeout``.
+
+        Once it has ended, what is left of its process group is killed, then it is reaped.
+        """
+        popen = self.popen
+        if popen.returncode is not None:
+            return popen.returncode
+        ended = _ended_unreaped(popen.pid, timeout)
+        if ended is False:
+            return None
+        if ended:
+            _kill_group(popen.pid)  # still unreaped: the group id cannot have been taken by another process
         try:
-            return self.popen.wait(timeout)
+            code = popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        if ended is None:
+            _kill_group(popen.pid)  # no way to look before reaping here: a group id lives while it has members
+        return code
 
     def kill(self) -> None:
-        """SIGKILL now, then reap."""
-        if self.popen.poll() is None:
-            try:
-                self.popen.kill()
-            except OSError:
-                pass
+        """SIGKILL to its process group now, then reap."""
+        self._signal_group(signal.SIGKILL)
         self.wait(5.0)
 
     def stop(self, timeout: float) -> int | None:
-        """Wait ``timeout`` for a voluntary exit, then SIGTERM, wait 1 s, then SIGKILL."""
+        """Wait ``timeout`` for a voluntary exit, then SIGTERM (to its group), wait 1 s, then SIGKILL."""
         code = self.wait(max(timeout, 0.0))
         if code is not None:
             return code
-        try:
-            self.popen.send_signal(signal.SIGTERM)
-        except OSError:
-            pass
+        self._signal_group(signal.SIGTERM)
         code = self.wait(1.0)
         if code is None:
             self.kill()
             code = self.popen.returncode
         return code
 
+    def _signal_group(self, signum: int) -> None:
+        """Signal the process and its group, unless it is reaped already (then its id may be another's).
 
-def _exited_within(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` for process ``pid`` to end; True if it did (or if we cannot tell).
+        Not Popen.send_signal: it reaps a process that has just ended, before its group is killed.
+        """
+        if self.popen.returncode is None:
+            try:
+                os.killpg(self.popen.pid, signum)
+            except OSError:  # not a group leader after all (it cannot happen with start_new_session)
+                try:
+                    os.kill(self.popen.pid, signum)
+                except OSError:
+                    pass
 
-    A pidfd wakes us the moment the process ends, where Popen.wait(timeout)
-    polls with sleeps that double up to 50 ms, which made every exit() slower
-    by a few milliseconds.
+
+def _ended_unreaped(pid: int, timeout: float | None) -> bool | None:
+    """Wait up to ``timeout`` (None: forever) for process ``pid`` to end, without reaping it.
+
+    True once it has ended (a zombie, or already reaped), False if it still
+    runs, None where this system cannot tell without reaping it. A pidfd wakes
+    us the moment the process ends, where Popen.wait(timeout) polls with sleeps
+    that double up to 50 ms, which made every exit() slower by a few milliseconds.
     """
     pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
-        return True
+    if pidfd_open is not None:
+        try:
+            fd = pidfd_open(pid)
+        except ProcessLookupError:  # reaped already
+            return True
+        except OSError:  # no pidfd support in this kernel
+            pass
+        else:
+            try:
+                ready, _, _ = select.select([fd], [], [], None if timeout is None else max(timeout, 0.0))
+                return bool(ready)
+            finally:
+                os.close(fd)
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:
+        return None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        try:
+            if waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:  # reaped already
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0.0)))
+        pause = min(pause * 2, 0.05)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in group ``pgid`` (those of other users answer EPERM: their
+    own far-side watchdog ends them)."""
     try:
-        fd = pidfd_open(pid)
-    except OSError:  # already reaped, or no pidfd support in this kernel
-        return True
-    try:
-        ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
-        return bool(ready)
-    finally:
-        os.close(fd)
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:  # nobody left, or not ours
+        pass

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 
-from . import frames, wire
+from . import frames, watchdog, wire
 from .errors import Error
 from .execution import FarGateway, rinfo
 from .gateway import Tracer
@@ -21,6 +21,7 @@ from .streams import PipeStream, SocketStream
 
 def main():
     """Entry point for a far side started on stdin/stdout (popen, ssh, sudo, ...)."""
+    watchdog.start(0)  # first, before any thread: it ends this process once the controller is gone
     proto_in = os.dup(0)
     proto_out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -55,7 +55,7 @@ class Runner:
             active.remove(target)
             self._report(target)
             session.update_status()
-        session.close(timeout=1.0 if session.expired() else 5.0)
+        session.close(timeout=0.0 if session.expired() else 5.0)
         return session.exit_status()
 
     def _why_not_started(self, gateway: Gateway, error: Error) -> str:
@@ -134,7 +134,7 @@ def info(session: Session, as_json: bool) -> int:
             session.console.text(1, json.dumps(record) + "\n")
         elif "error" not in record:
             session.console.text(1, _info_block(record))
-    session.close(timeout=1.0 if session.expired() else 5.0)
+    session.close(timeout=0.0 if session.expired() else 5.0)
     return session.exit_status()
 
 

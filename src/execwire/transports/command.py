@@ -112,7 +112,9 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
         os.close(err_write)
         collector = StderrCollector()
         collector.read_from(err_read)
-        transport: PipeStream = WatchedPipeStream(from_far_read, to_far_write, collector, popen, what)
+    process = Process(popen, collector, explain)
+    if collector is not None:
+        transport: PipeStream = WatchedPipeStream(from_far_read, to_far_write, collector, process, what)
     else:
         transport = PipeStream(from_far_read, to_far_write)
     boot = bootstrap.boot_bytes(config, marshalled)
@@ -121,7 +123,7 @@ def start_command(argv: Sequence[str], config: dict[str, object], what: str,
         FrameWriter(transport).send_raw(boot)
     except GatewayLostError:
         pass  # it died at once; the reader reports why
-    return transport, Process(popen, collector, explain)
+    return transport, process
 
 
 class WatchedPipeStream(PipeStream):
@@ -133,10 +135,10 @@ class WatchedPipeStream(PipeStream):
     """
 
     def __init__(self, read_fd: int, write_fd: int, stderr: StderrCollector,
-                 popen: subprocess.Popen[bytes], what: str) -> None:
+                 process: Process, what: str) -> None:
         super().__init__(read_fd, write_fd)
         self._stderr = stderr
-        self._popen = popen
+        self._process = process
         self._what = what
         self._started = False
         self._speaks_protocol = False
@@ -156,12 +158,10 @@ class WatchedPipeStream(PipeStream):
     def _failure(self) -> str | None:
         """Why the launcher ended after start-up, if it failed (garbage and start-up failures are
         left to the frame reader and to Process.explain_start_failure)."""
-        try:
-            code = self._popen.wait(1.0)
-        except subprocess.TimeoutExpired:
-            return None
+        code = self._process.wait(1.0)  # (which also ends what is left of its process group)
         if not code:
             return None
         said = self._stderr.said_since_forwarding(0.5)
-        command = self._popen.args[0] if isinstance(self._popen.args, list) else self._popen.args
+        args = self._process.popen.args
+        command = args[0] if isinstance(args, list) else args
         return f"{self._what}: {command!r} ended with exit code {code}" + (f": {said}" if said else "")

@@ -10,10 +10,13 @@ Relay to near side: ("pid", pid) once started or ("error", text); bytes from
 its stdout; ("stderr", bytes); and ("exit", code) once its stdout ended.
 When the channel ends (the near side closed it or the middle gateway is
 going away) the command's stdin is closed, and it is killed if it does not
-end within a few seconds.
+end within a few seconds. The command runs in a session of its own; once it
+has ended, what is left of its process group (what it started) is killed
+before the end is reported, so ("exit", code) means nothing of it runs any more.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -42,8 +45,12 @@ def serve(channel):
         return
     channel.send(("pid", proc.pid))
     errors = _start(_pump, channel, proc.stderr.fileno(), "stderr")  # type: ignore[union-attr]
-    _start(_pump_stdout, channel, proc, errors)
+    output = _start(_pump_stdout, channel, proc, errors)
     _feed_stdin(channel, proc)
+    output.join(GRACE)  # the command ends once its stdin is closed...
+    if output.is_alive():
+        _signal_group(proc, signal.SIGKILL)  # ...or is made to (output reaps it: it is not reaped yet)
+        output.join(GRACE)  # (a process outside the group may still hold its stdout open: then give up)
 
 
 def _start(target, *args):
@@ -73,7 +80,7 @@ def _pump(channel, fd, tag):
 def _pump_stdout(channel, proc, errors):
     # type: (Any, Any, threading.Thread) -> None
     _pump(channel, proc.stdout.fileno(), None)
-    code = proc.wait()
+    code = _wait_and_end_group(proc)
     errors.join(2.0)  # its last words (a traceback, "command not found") go out first
     try:
         channel.send(("exit", code))
@@ -96,20 +103,48 @@ def _feed_stdin(channel, proc):
         elif item[0] == "eof":
             writable = False
             proc.stdin.close()
-        elif item[0] == "signal" and proc.poll() is None:
-            try:
-                proc.send_signal(item[1])
-            except OSError:
-                pass
+        elif item[0] == "signal":
+            _signal_group(proc, item[1])
     try:
         proc.stdin.close()
     except OSError:
         pass
-    try:
-        proc.wait(GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+
+
+def _signal_group(proc, number):
+    # type: (Any, int) -> None
+    """Signal the command's process group, unless the command was reaped (its id may be another's now).
+
+    Not Popen.send_signal, which reaps a command that has just ended before its group is killed.
+    """
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, number)
+        except OSError:
+            pass
+
+
+def _wait_and_end_group(proc):
+    # type: (Any) -> int
+    """Wait for the command's end, kill what is left of its group, reap it; return its exit code."""
+    waitid = getattr(os, "waitid", None)  # (PyPy has none: there the group is killed after reaping)
+    if waitid is not None:
+        while True:
+            try:
+                waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # ended, but its id still reserved
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:  # reaped already
+                break
+    _signal_group(proc, signal.SIGKILL)
+    code = proc.wait()
+    if waitid is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # a group id stays taken while it has members
+        except OSError:
+            pass
+    return code
 
 
 def _write_all(fd, data):

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import bootstrap
+from .. import bootstrap, shutdown
 from .._far import frames
 from .._far.channel import Channel
 from .._far.errors import Error, GatewayLostError, GatewayStartError, RemoteError
@@ -174,14 +174,21 @@ class ChannelTransport(Stream):
                                    f"cannot carry more: {exc}") from exc
 
     def signal(self, number: int) -> None:
-        """Send a signal to the command on the middle gateway (if it still runs)."""
-        if not self.ended.is_set():
+        """Send a signal to the command on the middle gateway (if it still runs).
+
+        Not at interpreter exit: a send may wait, and the middle gateway, which
+        is ending too, takes the command with it.
+        """
+        if not self.ended.is_set() and not shutdown.exiting():
             try:
                 self._send(("signal", number))
             except GatewayLostError:
                 pass
 
     def close_write(self) -> None:
+        if shutdown.exiting():
+            self.closed = True  # no send, which may wait (see signal())
+            return
         if not self.closed:
             self.closed = True
             try:
@@ -191,7 +198,8 @@ class ChannelTransport(Stream):
 
     def close(self) -> None:
         self.close_write()
-        self.channel.close()
+        if not shutdown.exiting():
+            self.channel.close()
 
 
 class RelayProcess(Process):
@@ -220,7 +228,7 @@ class RelayProcess(Process):
 
     def stop(self, timeout: float) -> int | None:
         code = self.wait(max(timeout, 0.0))
-        if code is not None:
+        if code is not None or shutdown.exiting():  # at exit its middle gateway's end takes it along
             return code
         self.transport.signal(SIGTERM)
         code = self.wait(1.0)
