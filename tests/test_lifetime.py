@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import pythons
 from conftest import find_python, pid_gone, wait_until
+from shim_helpers import run_with_shim
 
 import execwire
 
@@ -399,3 +400,27 @@ def test_groups_leave_no_exit_handler_behind_and_are_freed(group):
     gc.collect()
     assert handlers() == before
     assert all(ref() is None for ref in freed), "a terminated Group is never freed"
+
+
+def test_execnet_groups_register_their_handler_at_once_and_remove_it_when_terminated():
+    # (atexit keeps what it calls: a group whose handler were left registered could never be freed)
+    result = run_with_shim("""
+        import atexit, gc, weakref, execnet
+        registered = []
+        original = atexit.register
+        atexit.register = lambda function: registered.append(function) or original(function)
+        group = execnet.Group()
+        assert registered == [group._cleanup_atexit]  # at once, as execnet does
+        freed = [weakref.ref(group)]
+        group.terminate()
+        del group
+        for _ in range(20):
+            made = execnet.Group(["popen"])
+            made.terminate(timeout=5.0)
+            freed.append(weakref.ref(made))
+            del made
+        registered.clear()
+        gc.collect()
+        print(sum(ref() is None for ref in freed))
+    """)
+    assert result.stdout.split() == ["21"], "a terminated execnet Group is never freed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -147,6 +148,7 @@ class Group:
         side, then those they ran through: when it returns, nothing of the
         group runs any more.
         """
+        atexit.unregister(self._cleanup_atexit)  # registered by the execnet package's groups: done now
         budget = 5.0 if timeout is None else max(timeout, 0.0)
         waves = self._waves()
         if shutdown.exiting():
@@ -199,6 +201,15 @@ class Group:
 
     def __exit__(self, *exc_info: object) -> None:
         self.terminate()
+
+    def _cleanup_atexit(self) -> None:
+        """What the execnet package registers with atexit for each of its groups, as execnet does.
+
+        execwire's own groups register nothing: shutdown.py ends them all.
+        terminate() unregisters it, so a terminated group leaves no handler behind
+        and can be freed.
+        """
+        self.terminate(timeout=1.0)
 
 
 default_group = Group()
