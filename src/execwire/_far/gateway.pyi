@@ -7,7 +7,7 @@ BaseGateway, builds on; the rest of the driver is left out on purpose.
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from .channel import Channel
 from .protocol import Protocol
@@ -46,9 +46,6 @@ class BaseGateway:
                            cost: int) -> None: ...
     def _report_callback_error(self, channel: Channel, text: str) -> None: ...
 
-LINGER: Final[float]
-LONG_HOLD: Final[float]
-MAX_DOZE: Final[float]
 
 def format_exception(
     exc_info: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None],
