@@ -232,6 +232,8 @@ def test_pip_install_of_the_checkout_gives_a_working_execwire_command(tmp_path: 
     [wheel] = wheels.glob("execwire-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "execwire/_far/boot.py" in names and "execwire/cli/__init__.py" in names, names
+    stubs = {f"execwire/_far/{path.name}" for path in (ROOT / "src" / "execwire" / "_far").glob("*.pyi")}
+    assert stubs and "execwire/py.typed" in names and stubs <= set(names), "types are not shipped"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"

@@ -21,11 +21,14 @@ import queue
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _rsync_far
 from ._far.channel import Channel
 from .gateway import Gateway
+
+if TYPE_CHECKING:
+    from ._far.channel import Item
 
 CHUNK = _rsync_far.CHUNK
 BATCH = 500  # listing entries per message
@@ -169,7 +172,7 @@ class RSync:
         return target
 
     # -- the conversation --------------------------------------------------------
-    def _broadcast(self, message: object) -> None:
+    def _broadcast(self, message: Item) -> None:
         for target in list(self._targets.values()):
             target.channel.send(message)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import queue
 import sys
@@ -42,7 +43,7 @@ class Runner:
                 active.remove(target)
                 continue
             target.channel = channel
-            channel.setcallback(lambda item, target=target: self._received(target, item), endmarker=_END)
+            channel.setcallback(functools.partial(self._received, target), endmarker=_END)
         while active:
             try:
                 target = self.finished.get(timeout=session.tick())

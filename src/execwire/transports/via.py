@@ -29,6 +29,7 @@ from .command import far_config
 from .prefix import Launch
 
 if TYPE_CHECKING:
+    from .._far.channel import Item
     from ..group import Group
 
 ITEM_SIZE = 1024 * 1024  # at most this many bytes of frames travel in one relay item
@@ -166,7 +167,7 @@ class ChannelTransport(Stream):
         self._send(data)
         return len(data)
 
-    def _send(self, item: object) -> None:
+    def _send(self, item: Item) -> None:
         try:
             self.channel.send(item)
         except (OSError, Error) as exc:  # ChannelClosedError, GatewayLostError
