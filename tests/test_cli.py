@@ -313,6 +313,25 @@ def test_run_reads_code_from_stdin_with_the_console_script():
     assert result.stdout == f"{tuple(sys.version_info[:2])!r}\n"
 
 
+def test_a_far_process_that_dies_gives_its_exit_status():
+    result = execwire("run", "-c", "import os; os._exit(5)")
+    assert result.returncode == 5
+    assert result.stderr.startswith("execwire: gw0: gateway lost while the code ran (exit code 5): ")
+    killed = execwire("run", "--on", "popen//id=a,popen//id=b", "-c",
+                      "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert killed.returncode == 128 + signal.SIGKILL
+    assert killed.stderr.splitlines()[-1] == "execwire: exit status 137: 137 from a, b (lost (SIGKILL))"
+
+
+def test_a_gateway_others_start_through_stays_up_until_they_end():
+    code = "import threading; print('main thread' if threading.current_thread() is threading.main_thread() else 'x')"
+    result = execwire("run", "--on", "popen//id=middle", "--on", "popen//via=middle//id=inner", "-c", code)
+    assert result.returncode == 0, result.stderr
+    # the middle gateway runs the code in a worker thread: main_thread_only would refuse the second remote_exec
+    # that starts the inner gateway while the code runs
+    assert sorted(result.stdout.splitlines()) == ["[inner] main thread", "[middle] x"]
+
+
 # -- run: standard input --------------------------------------------------------------
 
 

@@ -327,7 +327,7 @@ def test_readme_sessions_show_what_the_command_does(block: list[Session], tmp_pa
                             timeout=120)
     outputs = result.stdout.split(marker + "\n")[1:]
     assert len(outputs) == len(block), f"{block[0].where}: the session stopped early\n{result.stdout}{result.stderr}"
-    for session, output in zip(block, outputs):
+    for session, output in zip(block, outputs, strict=True):
         assert output_matches(session.expected, output.splitlines()), (
             f"{session.where}: $ {session.command}\nexpected:\n" + "\n".join(session.expected)
             + f"\ngot:\n{output}")

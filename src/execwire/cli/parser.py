@@ -79,8 +79,9 @@ environment:
 
 RUN_DESCRIPTION = """\
 Run Python code on one or many gateways at once, as python runs a script: the
-code runs as __main__ in the far main thread, with sys.argv set (FILE ARG... or
--c CODE ARG...) and __file__ naming FILE; tracebacks name FILE and leave out
+code runs as __main__ with sys.argv set (FILE ARG... or -c CODE ARG...) and
+__file__ naming FILE, in the far main thread (unless the spec sets execmodel=
+or other gateways start through this one); tracebacks name FILE and leave out
 execwire's own frames. It also sees `channel`: every item it sends with
 channel.send() is printed as its repr on a line of its own (or as JSON with
 --json). What one gateway prints and sends appears in the order it happened.

@@ -125,8 +125,12 @@ class RunJob:
 
     def _finish(self, target: Target) -> None:
         try:
-            if target.gateway is not None:
-                target.gateway.exit(timeout=2.0)
+            gateway = target.gateway
+            if gateway is not None and target.id not in self.session.passed_through:
+                gateway.exit(timeout=2.0)  # others that start through it need it until the end
+            popen = getattr(gateway._process, "popen", None) if gateway is not None else None
+            if popen is not None:
+                target.process_status = popen.returncode
             if target.exit_status is None and target.channel is not None:
                 self._why_it_ended(target)
         finally:
@@ -144,7 +148,7 @@ class RunJob:
         except Error as exc:
             if not target.timed_out and target.stopped_by is None:
                 target.lost = str(exc)
-                self.session.notice(target, f"gateway lost while the code ran: {exc}")
+                self.session.notice(target, f"gateway lost while the code ran{target.how_the_process_ended()}: {exc}")
         else:
             if not target.timed_out and target.stopped_by is None:
                 target.lost = "the far side ended the job without a word"

@@ -45,6 +45,9 @@ class Session:
         self.router = OutputRouter(self.console, prefixed=len(targets) > 1, **(router_options or {}))
         self.group = Group()
         self.active: list[Target] = []
+        # gateways that others start through (via=, installvia=): they stay up until the command ends
+        self.passed_through = {spec for target in targets for spec in (target.spec.via, target.spec.installvia)
+                               if spec is not None}
         self._ended: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._ending: set[str] = set()
         self._ending_lock = threading.Lock()
@@ -112,9 +115,9 @@ class Session:
         if target.ended is None:
             target.ended = time.monotonic()
         gateway = target.gateway
-        process = gateway._process if gateway is not None else None
-        if process is not None and target.process_status is None:
-            target.process_status = process.popen.returncode
+        popen = getattr(gateway._process, "popen", None) if gateway is not None else None  # a local process
+        if popen is not None and target.process_status is None:
+            target.process_status = popen.returncode
         if target.error is not None:
             self.fail(target, target.error)
         target.conclude()

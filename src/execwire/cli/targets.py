@@ -105,14 +105,18 @@ class Target:
         if outcome == "timeout":
             return "timed out"
         if outcome == "lost":
-            code = self.process_status
-            if code is not None and code < 0:
-                try:
-                    return f"lost ({signal.Signals(-code).name})"
-                except ValueError:
-                    return f"lost (signal {-code})"
-            return f"lost (exit code {code})" if code else "lost"
+            return "lost" + self.how_the_process_ended()
         return outcome
+
+    def how_the_process_ended(self) -> str:
+        """" (exit code 5)", " (SIGKILL)", or "" when the far process's end is not known."""
+        code = self.process_status
+        if code is not None and code < 0:
+            try:
+                return f" ({signal.Signals(-code).name})"
+            except ValueError:
+                return f" (signal {-code})"
+        return f" (exit code {code})" if code else ""
 
 
 OUTCOMES = ("ok", "exit", "raised", "lost", "failed", "timeout", "interrupted", "stdout closed", "not started")
