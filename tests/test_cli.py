@@ -313,6 +313,17 @@ def test_run_reads_code_from_stdin_with_the_console_script():
     assert result.stdout == f"{tuple(sys.version_info[:2])!r}\n"
 
 
+def test_the_command_waits_for_threads_the_code_left_running():
+    code = ("import threading, time\n"
+            "def late():\n"
+            "    time.sleep(0.3)\n"
+            "    print('from the thread')\n"
+            "threading.Thread(target=late).start()\n"
+            "print('main code done')\n")
+    result = execwire("run", "-c", code)
+    assert (result.returncode, result.stdout) == (0, "main code done\nfrom the thread\n")
+
+
 def test_a_far_process_that_dies_gives_its_exit_status():
     result = execwire("run", "-c", "import os; os._exit(5)")
     assert result.returncode == 5

@@ -82,10 +82,8 @@ class Outbox(object):
         self.stderr.flush()
 
     def close(self):
-        try:
-            self.flush()
-        finally:
-            self._closed.set()
+        """No more flushing by the thread (the job's last message flushed what was left)."""
+        self._closed.set()
 
     def _send(self, message):
         main = threading.current_thread() is self._main
@@ -251,12 +249,12 @@ class Job(object):
             else:
                 status, raised = self._run(module)
             self.outbox.send("exit", status, raised)
-            self.outbox.close()
         except BaseException:
             if not self.channel.isclosed():
                 raise
             # the controller has gone (or ended us): nobody is left to tell
         finally:
+            self.outbox.close()
             sys.stdout, sys.stderr, sys.stdin, sys.argv, main_module, sys.path[:] = saved
             if main_module is not None:
                 sys.modules["__main__"] = main_module
