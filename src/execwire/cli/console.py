@@ -134,6 +134,7 @@ class OutputRouter:
         self._open_line: set[tuple[str, int]] = set()  # passed through without its newline yet
         self._held: dict[str, list[tuple[int, bytes]]] = {}
         self._lock = threading.RLock()
+        self.muted = False  # set once we stop every gateway: what they say while they end is not theirs
 
     def prefix(self, gateway_id: str) -> str:
         return f"[{gateway_id}] " if self.prefixed else ""
@@ -187,7 +188,11 @@ class OutputRouter:
         if self.as_json:
             with self._lock:
                 self._end_lines(gateway_id)
-                self._json(gateway_id, kind, value, **extra)
+                muted, self.muted = self.muted, False  # ours, not the gateway's: shown even after a stop
+                try:
+                    self._json(gateway_id, kind, value, **extra)
+                finally:
+                    self.muted = muted
 
     def finish(self, gateway_id: str) -> None:
         """The gateway has ended: write what waits for a newline, and its held lines."""
@@ -242,6 +247,8 @@ class OutputRouter:
         self._emit(gateway_id, 1, line.encode() + b"\n")
 
     def _emit(self, gateway_id: str, stream: int, data: bytes) -> None:
+        if self.muted:
+            return
         if self.grouped:
             self._held.setdefault(gateway_id, []).append((stream, data))
         else:

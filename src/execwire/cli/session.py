@@ -185,6 +185,8 @@ class Session:
     def stop_all(self, reason: str) -> None:
         """Ctrl-C, SIGTERM or a closed stdout: terminate every gateway still active (bounded)."""
         self._stop_reason = reason
+        self.router.flush()  # what came before the stop is shown (where stdout is still open) ...
+        self.router.muted = True  # ... but not what the gateways say as they are ended
         for target in self.active:
             target.stopped_by = reason
         self.close(timeout=0.5 if reason == "stdout closed" else 1.0)
