@@ -709,9 +709,11 @@ def test_a_start_up_timeout_names_its_seconds(tmp_path):
 
 
 def _some_far_pythons() -> list[pythons.Interpreter]:
+    """The oldest and the newest CPython, and PyPy, of those on this machine."""
     found = pythons.matrix()
-    wanted = {found[0].name, found[-1].name, pythons.PYPY} if found else set()
-    return [interpreter for interpreter in found if interpreter.name in wanted]
+    cpythons = [interpreter for interpreter in found if interpreter.implementation == "cpython"]
+    wanted = {cpythons[0].name, cpythons[-1].name} if cpythons else set()
+    return [interpreter for interpreter in found if interpreter.name in wanted or interpreter.name == pythons.PYPY]
 
 
 @pytest.mark.parametrize("far", _some_far_pythons(), ids=lambda interpreter: interpreter.name)
@@ -735,7 +737,8 @@ def test_run_on_old_and_new_far_pythons(far, tmp_path):
         9, f"hello world ['a']\n{tuple(far.version[:2])!r}\n", "last\n")
     failed = execwire("run", "--on", spec, str(script), stdin="fail\n")
     assert failed.returncode == 1
-    assert failed.stderr.splitlines() == [
+    shown = [line for line in failed.stderr.splitlines() if line.strip(" ~^")]  # 3.11+ marks the spot below
+    assert shown == [
         "last", "Traceback (most recent call last):", f'  File "{script}", line 10, in <module>', "    fail()",
         f'  File "{script}", line 3, in fail', "    raise KeyError(name)", "KeyError: 'fail'"]
 
@@ -907,8 +910,9 @@ def _far_pid(terminal: Terminal, banner: str) -> str:
     return match.group(1)
 
 
-def test_shell_ctrl_c_interrupts_a_busy_loop_and_a_far_read(shell_env):
-    terminal = Terminal([*CLI, "shell"], shell_env)
+@pytest.mark.parametrize("far", _some_far_pythons(), ids=lambda interpreter: interpreter.name)
+def test_shell_ctrl_c_interrupts_a_busy_loop_and_a_far_read(shell_env, far):
+    terminal = Terminal([*CLI, "shell", f"popen//python={shlex.quote(far.command)}"], shell_env)
     try:
         terminal.read_until(">>> ")
         terminal.write("n = 0\n")
