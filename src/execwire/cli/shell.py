@@ -25,7 +25,7 @@ from ..group import Group
 from ..spec import XSpec
 from . import far_job
 from .console import _isatty
-from .parser import CODE_RAISED, START_FAILED
+from .parser import CODE_RAISED, INTERRUPTED, START_FAILED
 from .targets import start_error_text, usage_error
 
 HISTORY_LENGTH = 1000
@@ -67,6 +67,7 @@ class Shell:
 
     # -- start and end --------------------------------------------------------
     def run(self) -> int:
+        gateway = None
         try:
             gateway = self.group.makegateway(self.spec)
             self.gateway_id = gateway.id
@@ -74,10 +75,13 @@ class Shell:
             self.channel = gateway.remote_exec(far_job)
             self.channel.send({"mode": "shell", "stdin": True, "argv": [""],
                                "encoding": getattr(sys.stdout, "encoding", None) or "utf-8"})
-        except Error as exc:
-            message = start_error_text(gateway) if "gateway" in locals() else str(exc)
+        except (Error, OSError, ValueError) as exc:
+            message = start_error_text(gateway) if gateway is not None else str(exc)
             sys.stderr.write(f"execwire: could not start {self.spec_text!r}: {message}\n")
             return START_FAILED
+        except KeyboardInterrupt:
+            sys.stderr.write("execwire: interrupted while the gateway started\n")
+            return INTERRUPTED
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             reply = self._wait_reply()
