@@ -890,7 +890,7 @@ def test_shell_on_a_terminal_edits_completes_interrupts_and_leaves(tmp_path, she
         terminal.write("answer = input('name' + '? ')\n")
         terminal.read_until("name? ")
         terminal.write("Ada\n")  # the far input() reads our terminal
-        terminal.read_until(">>> ")
+        assert "Traceback" not in terminal.read_until(">>> ")
         terminal.write("answer\n")
         assert "'Ada'" in terminal.read_until(">>> ")
         terminal.write("1/0\n")

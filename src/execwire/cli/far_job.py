@@ -286,8 +286,10 @@ class Job(object):
             if kind == "stdin" and self.input is not None:
                 self.input.feed(message[1])
             elif kind == "interrupt":
-                if self.interrupter is not None:
-                    interrupting = threading.Thread(target=self.interrupter.interrupt, name="execwire-interrupt")
+                statement = self.interrupter.statement() if self.interrupter is not None else None
+                if statement is not None:
+                    interrupting = threading.Thread(target=self.interrupter.interrupt, args=(statement,),
+                                                    name="execwire-interrupt")
                     interrupting.daemon = True
                     interrupting.start()
             else:
@@ -416,6 +418,7 @@ class Interrupter(object):
         self._lock = threading.Lock()
         self._running = False
         self._delivered = False
+        self._statement = 0  # which statement runs: an interrupt is for that one only
         self._thread = threading.current_thread()
         self.works = hasattr(signal, "pthread_kill") and self._thread is threading.main_thread()
         self._previous = signal.signal(signal.SIGINT, self._on_sigint) if self.works else None
@@ -428,19 +431,23 @@ class Interrupter(object):
         with self._lock:
             self._running = True
             self._delivered = False
+            self._statement += 1
 
     def end(self):
         with self._lock:
             self._running = False
 
-    def interrupt(self):
-        """From the input thread: interrupt the statement if one runs."""
-        if not self.works:
-            return
+    def statement(self):
+        """The statement an interrupt that arrives now is for (None if none runs)."""
+        with self._lock:
+            return self._statement if self._running and self.works else None
+
+    def interrupt(self, statement):
+        """Interrupt ``statement`` (from statement()), again and again until it raised or ended."""
         deadline = time.time() + 10.0
         while time.time() < deadline:
             with self._lock:
-                if not self._running or self._delivered:
+                if self._statement != statement or not self._running or self._delivered:
                     return
                 signal.pthread_kill(self._thread.ident, signal.SIGINT)
             time.sleep(0.005)

@@ -131,7 +131,7 @@ class RunJob:
             popen = getattr(gateway._process, "popen", None) if gateway is not None else None
             if popen is not None:
                 target.process_status = popen.returncode
-            if target.exit_status is None and target.channel is not None:
+            if target.exit_status is None and target.error is None and target.channel is not None:
                 self._why_it_ended(target)
         finally:
             self._done(target)
@@ -139,7 +139,7 @@ class RunJob:
     def _why_it_ended(self, target: Target) -> None:
         assert target.channel is not None
         try:
-            target.channel.waitclose(0)
+            target.channel.waitclose(5.0)  # closed already; this waits for its callbacks to be done
         except RemoteError as exc:  # the job itself failed (not the code: the job catches what it raises)
             target.exit_status, target.raised = 1, exc.type_name or "Error"
             self.session.router.text(target.id, 2, exc.formatted.rstrip("\n"))
