@@ -245,3 +245,91 @@ def test_pip_install_of_the_checkout_gives_a_working_execwire_command(tmp_path: 
                             text=True, timeout=60, env={"PATH": os.defpath, "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().isdigit(), result.stdout
+
+
+# -- the README's sessions of the execwire command ------------------------------------------------
+
+CONSOLE_INFO = "console"
+WILDCARD = "..."  # in an expected line: any text; a line of its own: any number of lines
+
+
+@dataclass
+class Session:
+    """One ``$ command`` of a console block and the output it shows (stdout and stderr as on a terminal)."""
+
+    where: str
+    command: str
+    expected: list[str]
+
+
+def console_sessions(path: Path) -> list[list[Session]]:
+    """The ``console`` blocks of a markdown file, each a list of commands with their expected output."""
+    found = []
+    for block in fenced_blocks(path):
+        if block.info != CONSOLE_INFO:
+            continue
+        sessions: list[Session] = []
+        for offset, line in enumerate(block.code.splitlines()):
+            if line.startswith("$ "):
+                sessions.append(Session(f"{block.where.rsplit(':', 1)[0]}:{block.line + offset}", line[2:], []))
+            else:
+                assert sessions, f"{block.where}: a console block starts with a '$ ' command line"
+                sessions[-1].expected.append(line)
+        found.append(sessions)
+    return found
+
+
+def output_matches(expected: list[str], actual: list[str]) -> bool:
+    """Line by line; runs of blanks count as one; '...' stands for any text (a line of its own: any lines)."""
+    if not expected:
+        return not actual
+    head, rest = expected[0], expected[1:]
+    if head == WILDCARD:
+        return any(output_matches(rest, actual[skip:]) for skip in range(len(actual) + 1))
+    if not actual:
+        return False
+    pattern = ".*".join(re.escape(" ".join(part.split())) for part in head.split(WILDCARD))
+    return re.fullmatch(pattern, " ".join(actual[0].split())) is not None and output_matches(rest, actual[1:])
+
+
+def test_output_matching_rules():
+    assert output_matches(["a  b", "x ... z"], ["a b", "x 1.5s z"])
+    assert output_matches(["first", WILDCARD, "last"], ["first", "1", "2", "last"])
+    assert output_matches(["first", WILDCARD, "last"], ["first", "last"])
+    assert not output_matches(["a"], ["a", "b"])
+    assert not output_matches(["x ... z"], ["x y"])
+
+
+README_SESSIONS = console_sessions(ROOT / "README.md")
+
+
+def test_the_readme_shows_sessions_of_the_command():
+    commands = " ".join(session.command for block in README_SESSIONS for session in block)
+    for needle in ("execwire run", "execwire shell", "execwire info", "--on @", "--json", "--max-parallel",
+                   "--group-output", "--summary", "| head", "sys.exit"):
+        assert needle in commands, needle
+
+
+@pytest.mark.parametrize("block", README_SESSIONS, ids=[block[0].where for block in README_SESSIONS])
+def test_readme_sessions_show_what_the_command_does(block: list[Session], tmp_path: Path):
+    """Each console block runs in bash, in a fresh folder holding the README's ``python file=`` blocks."""
+    for other in python_blocks(ROOT / "README.md"):
+        named = FILE_INFO.match(other.info)
+        if named:
+            (tmp_path / named["name"]).write_text(other.code, encoding="utf-8")
+    bin_dir = tmp_path / ".bin"
+    bin_dir.mkdir()
+    (bin_dir / "execwire").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m execwire "$@"\n')
+    (bin_dir / "execwire").chmod(0o755)
+    marker = "@@execwire-docs-session@@"
+    script = "".join(f"echo {marker}\n{{ {session.command}\n}} 2>&1\n" for session in block)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EXECWIRE_")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}", HOME=str(tmp_path), TERM="dumb")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    outputs = result.stdout.split(marker + "\n")[1:]
+    assert len(outputs) == len(block), f"{block[0].where}: the session stopped early\n{result.stdout}{result.stderr}"
+    for session, output in zip(block, outputs, strict=True):
+        assert output_matches(session.expected, output.splitlines()), (
+            f"{session.where}: $ {session.command}\nexpected:\n" + "\n".join(session.expected)
+            + f"\ngot:\n{output}")

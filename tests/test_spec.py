@@ -63,6 +63,11 @@ def test_str_repr_equality_and_hash():
     ("popen//dont_write_bytecode=yes", "dont_write_bytecode"),  # a flag takes no value
     ("popen//env:=x", "env:"),
     ("popen//env:NAME", "env:NAME"),  # env without a value
+    ("popen//timeout=soon", "timeout"),  # not a number of seconds
+    ("popen//timeout=-1", "timeout"),
+    ("popen//timeout=0", "timeout"),
+    ("popen//timeout=nan", "timeout"),
+    ("popen//timeout=inf", "timeout"),
 ])
 def test_bad_spec_raises_value_error_naming_the_key(text, named):
     with pytest.raises(ValueError) as info:

@@ -142,9 +142,12 @@ class XSpec:
                 f"key 'execmodel' must be one of {', '.join(EXECMODELS)}, not {self.execmodel!r}, in {spec!r}")
         if self.timeout is not None:
             try:
-                float(self.timeout)
+                seconds = float(self.timeout)
             except ValueError:
-                raise ValueError(f"key 'timeout' needs a number of seconds, not {self.timeout!r}") from None
+                seconds = float("nan")
+            if not 0 < seconds < float("inf"):
+                raise ValueError(f"key 'timeout' needs a positive number of seconds, not {self.timeout!r}, "
+                                 f"in {spec!r}")
         if self.max_channels is not None and not (self.max_channels.isdigit() and int(self.max_channels) > 0):
             raise ValueError(f"key 'max_channels' needs a whole number above 0, not {self.max_channels!r}, "
                              f"in {spec!r}")

@@ -1,17 +1,12 @@
-"""The arguments of ``execwire``: exit statuses, help texts, the parser and the ``--on`` gateways it names."""
+"""The arguments of ``execwire``: exit statuses, help texts and the parser of every command."""
 
 from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Sequence
-from typing import NoReturn
 
 from .. import __version__
-from .._far.channel import Channel
-from .._far.errors import Error
-from ..gateway import Gateway
-from ..spec import FLAG_KEYS, KNOWN_KEYS, XSpec
+from ..spec import FLAG_KEYS, KNOWN_KEYS
 from .shim import add_shim_path_option
 
 OK = 0
@@ -19,9 +14,11 @@ CODE_RAISED = 1
 USAGE = 2
 START_FAILED = 3
 TIMED_OUT = 4
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+STDOUT_CLOSED = 141  # 128 + SIGPIPE: what `yes | head -1` gives `yes`
 
 SPEC_HELP = """\
-gateway specs (--on SPEC, repeatable; without --on: one "popen" gateway):
+gateway specs (--on SPEC; without --on: one "popen" gateway):
   A spec is KEY=VALUE items joined by "//". It names one gateway type (popen,
   ssh=HOST or socket=HOST:PORT; via=ID alone means popen through gateway ID)
   and any options. Quote specs that hold spaces.
@@ -35,19 +32,26 @@ gateway specs (--on SPEC, repeatable; without --on: one "popen" gateway):
     popen//chdir=DIR               far working directory (made if missing)
     popen//nice=10                 lower the priority of the whole far process
     popen//id=NAME                 the gateway id shown in prefixes (default gw0, gw1, ...)
+    popen//timeout=SECONDS         how long the far side may take to start (default 60)
 {other_keys}
+  Many gateways: repeat --on, give a list (--on ssh=web1,ssh=web2: a comma
+  separates specs), or name a hosts file (--on @hosts.txt: one spec per line;
+  blank lines and comments, from a "#" at the start of a line or after a space,
+  are left out; a spec that holds a comma must come from such a file).
 """
 
-EXIT_HELP = """\
+RUN_EXIT_HELP = """\
 exit status:
-  0    every gateway ran the code without error
-  1    the code raised on some gateway (its remote traceback is printed, prefixed)
-       or a gateway was lost while the code ran
+  N    with one gateway: the far code's own, as python gives it: 0 at its end,
+       N for sys.exit(N), 1 (and the traceback) for an uncaught exception
+  1    a gateway was lost while the code ran (or the far process's exit code)
   2    usage error or bad gateway spec (the message names the bad key)
   3    a gateway could not start (its error is printed; the others still ran)
-  4    --timeout passed; gateways still running were terminated
+  4    --timeout passed on a gateway; it was terminated
   130  interrupted by Ctrl-C (143: by SIGTERM); every gateway was terminated
-  When several apply, the highest of 4, 3, 1 wins.
+  141  standard output was closed (as by `| head -1`); every gateway was terminated
+  With several gateways: the highest of theirs, and a line on stderr saying
+  which gateway gave what (the summary table, on a terminal).
 """
 
 INFO_EXIT_HELP = """\
@@ -55,8 +59,17 @@ exit status:
   0    every gateway answered
   2    usage error or bad gateway spec (the message names the bad key)
   3    a gateway could not start (its error is printed; the others are still shown)
-  4    --timeout passed before every gateway had started
+  4    --timeout passed before a gateway had started
   130  interrupted by Ctrl-C (143: by SIGTERM); every gateway was terminated
+"""
+
+SHELL_EXIT_HELP = """\
+exit status:
+  0    Ctrl-D (or end of input) left the shell
+  N    sys.exit(N) (or exit(N)) on the far side
+  1    the gateway was lost
+  2    usage error or bad gateway spec
+  3    the gateway could not start
 """
 
 ENV_HELP = """\
@@ -65,19 +78,36 @@ environment:
 """
 
 RUN_DESCRIPTION = """\
-Run Python code on one or many gateways at once. The code sees `channel` (and
-__name__ == "__channelexec__"). What it prints reaches stdout and stderr; every
-item it sends with channel.send() is printed on a line of its own (str as is,
-anything else as repr). With several gateways every line is prefixed with the
-gateway id, e.g. "[gw0] ".
+Run Python code on one or many gateways at once, as python runs a script: the
+code runs as __main__ with sys.argv set (FILE ARG... or -c CODE ARG...) and
+__file__ naming FILE, in the far main thread (unless the spec sets execmodel=
+or other gateways start through this one); tracebacks name FILE and leave out
+execwire's own frames. It also sees `channel`: every item it sends with
+channel.send() is printed as its repr on a line of its own (or as JSON with
+--json). What one gateway prints and sends appears in the order it happened.
+(What its subprocesses write to the file descriptors 1 and 2 travels another
+way and may overtake.)
+
+With several gateways every line is prefixed with the gateway id ("[gw0] "),
+as the lines come (interleaved) or gateway by gateway (--group-output); at the
+end a summary table (gateway, status, time, exit) is shown on a terminal.
+
+Standard input is forwarded: the far sys.stdin reads ours, which is read only
+when the far code asks for it. With several gateways, each one reads its own
+copy of all of it (kept in memory until each has read it or ended); -n gives
+the far code an empty standard input instead. When our standard output is
+closed (`execwire run ... | head -1`) every gateway is terminated at once.
 """
 
 RUN_EXAMPLES = """\
 examples:
   execwire run -c 'import sys; print(sys.version)'
+  execwire run script.py --verbose input.txt       # sys.argv == ['script.py', '--verbose', 'input.txt']
   execwire run --on popen//id=old//python=python3.8 --on popen//id=new script.py
   echo 'import os; channel.send(os.getpid())' | execwire run -
-  execwire run --timeout 10 --on ssh=web1 --on ssh=web2 -c 'import socket; print(socket.gethostname())'
+  sort data.txt | execwire run -c 'import sys; print(len(sys.stdin.readlines()))'
+  execwire run --on @hosts.txt --max-parallel 50 --timeout 30 -c 'import os; print(os.uname().release)'
+  execwire run --on ssh=web1,ssh=web2 --json -c 'import socket; channel.send(socket.gethostname())'
 """
 
 INFO_DESCRIPTION = """\
@@ -92,6 +122,24 @@ examples:
   execwire info --on popen//python=python3.12 --on ssh=host --json
 """
 
+SHELL_DESCRIPTION = """\
+An interactive Python prompt on a far interpreter: statements run there (in its
+main thread, as __main__), what they print and the repr of expressions comes
+back. Line editing and history (kept in ~/.execwire_history, or in the file
+$EXECWIRE_HISTORY names) are this side's readline; Tab completes names of the
+far namespace; Ctrl-C interrupts the statement that runs (a KeyboardInterrupt
+on the far side, which cuts a time.sleep or a read short) and keeps the
+gateway; Ctrl-D leaves. `channel.send(x)` prints repr(x). The far code's
+input() and sys.stdin read our terminal.
+"""
+
+SHELL_EXAMPLES = """\
+examples:
+  execwire shell
+  execwire shell ssh=web1//python=python3
+  execwire shell 'popen//python=python3.12//chdir=/srv'
+"""
+
 TOP_DESCRIPTION = """\
 execwire starts Python interpreters elsewhere (subprocesses, ssh hosts, socket
 servers, containers, other users, or any of those through another gateway),
@@ -99,9 +147,16 @@ ships code to them and prints what comes back. Run `execwire COMMAND --help`
 for the options of a command.
 """
 
+TOP_EXIT_HELP = """\
+exit status:
+  execwire run: the far code's own (the highest of several gateways'); 2 usage
+  error or bad spec, 3 a gateway could not start, 4 --timeout, 130 Ctrl-C,
+  141 standard output closed. See `execwire run --help`.
+"""
+
 
 def _other_keys() -> str:
-    shown = {"popen", "ssh", "socket", "via", "python", "chdir", "nice", "id"}
+    shown = {"popen", "ssh", "socket", "via", "python", "chdir", "nice", "id", "timeout"}
     keys = [key if key in FLAG_KEYS else f"{key}=..." for key in KNOWN_KEYS if key not in shown]
     return textwrap.fill("Other keys: " + ", ".join(keys) + ".", width=78, initial_indent="  ",
                          subsequent_indent="    ")
@@ -116,8 +171,18 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"needs a number of seconds, not {text!r}") from None
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"needs a positive number of seconds, not {text!r}")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1, not {text!r}")
     return value
 
 
@@ -127,96 +192,53 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="execwire", description=TOP_DESCRIPTION, formatter_class=raw,
-        epilog=_epilog(spec_help, EXIT_HELP, ENV_HELP))
+        epilog=_epilog(spec_help, TOP_EXIT_HELP, ENV_HELP))
     parser.add_argument("--version", action="version", version=f"execwire {__version__}")
     add_shim_path_option(parser)
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--on", action="append", default=[], metavar="SPEC",
-                        help="a gateway to use (repeat for several; default: popen); see 'gateway specs' below")
-    common.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
-                        help="terminate gateways still running (or starting) after SECONDS; exit status 4")
+    many = argparse.ArgumentParser(add_help=False)
+    many.add_argument("--on", action="append", default=[], metavar="SPEC",
+                      help="a gateway to use: a spec, a comma-separated list of specs or @FILE, a hosts file "
+                           "(repeat for more; default: popen); see 'gateway specs' below")
+    many.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                      help="terminate a gateway still starting or running SECONDS after it was started; "
+                           "exit status 4")
+    many.add_argument("--max-parallel", type=_positive_count, metavar="N",
+                      help="start at most N gateways at once; the next one starts when one ends "
+                           "(default: all at once)")
 
     run = commands.add_parser(
-        "run", parents=[common], formatter_class=raw, help="run Python code on one or many gateways at once",
-        description=RUN_DESCRIPTION, epilog=_epilog(RUN_EXAMPLES, spec_help, EXIT_HELP, ENV_HELP))
-    run.add_argument("-c", dest="code", metavar="CODE", help="the code to run, as a string")
-    run.add_argument("file", nargs="?", metavar="FILE", help="a file of Python code to run; - reads standard input")
+        "run", parents=[many], formatter_class=raw, help="run Python code on one or many gateways at once",
+        usage="execwire run [options] (-c CODE | FILE | -) [ARG ...]",
+        description=RUN_DESCRIPTION, epilog=_epilog(RUN_EXAMPLES, spec_help, RUN_EXIT_HELP, ENV_HELP))
+    run.add_argument("-c", dest="code", metavar="CODE", help="the code to run, as a string (sys.argv[0] is '-c')")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="FILE | - [ARG ...]",
+                     help="a file of Python code to run (- reads the code from standard input) and the "
+                          "arguments it gets in sys.argv; after -c CODE, all of them are arguments. "
+                          "execwire's options go before; put -- before arguments of -c CODE that start with -")
+    run.add_argument("--json", action="store_true",
+                     help='one JSON object per line on stdout: {"gateway": ID, "kind": "item", "stdout", '
+                          '"stderr" or "exit", "value": ...}; an item JSON cannot hold has "value": null and '
+                          'its "repr"; "exit" also has "status", "seconds" (and "error")')
+    run.add_argument("--group-output", action="store_true",
+                     help="hold each gateway's lines until it ends, then print them together (still prefixed), "
+                          "gateway after gateway; default: interleaved as they come")
+    run.add_argument("--summary", action=argparse.BooleanOptionalAction, default=None,
+                     help="the table of gateways, status, time and exit status at the end, on stderr "
+                          "(default: with several gateways, when stderr is a terminal)")
+    run.add_argument("-n", "--no-stdin", dest="stdin", action="store_false",
+                     help="the far sys.stdin is empty; ours is not read (as ssh -n)")
 
     info = commands.add_parser(
-        "info", parents=[common], formatter_class=raw, help="print facts about each gateway's interpreter",
+        "info", parents=[many], formatter_class=raw, help="print facts about each gateway's interpreter",
         description=INFO_DESCRIPTION, epilog=_epilog(INFO_EXAMPLES, spec_help, INFO_EXIT_HELP, ENV_HELP))
     info.add_argument("--json", action="store_true", help="one JSON object per gateway and line")
-    run.set_defaults(parser=run)
-    info.set_defaults(parser=info)
+
+    shell = commands.add_parser(
+        "shell", formatter_class=raw, help="an interactive Python prompt on a far interpreter",
+        description=SHELL_DESCRIPTION, epilog=_epilog(SHELL_EXAMPLES, spec_help, SHELL_EXIT_HELP, ENV_HELP))
+    shell.add_argument("spec", nargs="?", default="popen", metavar="SPEC", help="the gateway (default: popen)")
+    for command in (run, info, shell):
+        command.set_defaults(parser=command)
     return parser
-
-
-# -- gateways to start ---------------------------------------------------------
-
-
-class Target:
-    """One ``--on`` gateway: its id, the spec as written, and how it fared."""
-
-    def __init__(self, gateway_id: str, text: str, spec: XSpec) -> None:
-        self.id = gateway_id
-        self.text = text
-        self.spec = spec  # the spec as written plus //id=, so the group uses our id
-        self.gateway: Gateway | None = None
-        self.channel: Channel | None = None
-        self.error: str | None = None  # why it could not start
-        self.outcome: str | None = None  # "ok", "raised", "lost", "timeout", "failed"
-
-    @property
-    def state(self) -> str:
-        """'starting', 'up', 'failed' or 'closed', noting a start-up failure on the way."""
-        if self.error is not None:
-            return "failed"
-        if self.gateway is None:
-            return "starting"
-        state = self.gateway.state
-        if state == "failed":
-            try:
-                self.gateway.wait_ready(0)
-            except Error as exc:
-                self.error = str(exc)
-        return state
-
-
-def parse_targets(texts: Sequence[str], parser: argparse.ArgumentParser) -> list[Target]:
-    """Check every spec before anything starts; give each gateway its id (explicit ones are reserved)."""
-    specs: list[XSpec] = []
-    for text in texts or ["popen"]:
-        try:
-            specs.append(XSpec(text))
-        except ValueError as exc:
-            _usage_error(parser, f"--on {text!r}: {exc}")
-    explicit: set[str] = set()
-    for spec in specs:
-        if spec.id is not None:
-            if spec.id in explicit:
-                _usage_error(parser, f"gateway id {spec.id!r} is given by two --on specs; ids must differ")
-            explicit.add(spec.id)
-    targets: list[Target] = []
-    number = 0
-    for spec in specs:
-        gateway_id = spec.id
-        full = spec
-        if gateway_id is None:
-            while f"gw{number}" in explicit:
-                number += 1
-            gateway_id = f"gw{number}"
-            number += 1
-            full = XSpec(f"{spec}//id={gateway_id}")
-        for key in ("via", "installvia"):
-            other = getattr(spec, key)
-            if other is not None and other not in {target.id for target in targets}:
-                _usage_error(parser, f"--on {str(spec)!r}: key {key!r} names gateway {other!r}, which no earlier "
-                                     f"--on defines; add //id={other} to the spec of that gateway, before this one")
-        targets.append(Target(gateway_id, str(spec), full))
-    return targets
-
-
-def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
-    parser.error(message)

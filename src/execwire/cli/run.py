@@ -3,139 +3,216 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import queue
+import os
 import sys
 import threading
 from types import FrameType
 from typing import Any
 
 from .._far.errors import Error, GatewayStartError, RemoteError
-from ..gateway import Gateway
-from .parser import Target, _usage_error
+from . import far_job
 from .session import Session
-
-# -- the commands ----------------------------------------------------------------
-
+from .stdin import StdinFan
+from .targets import Target, usage_error
 
 _END = object()
 
 
-class Runner:
-    """``execwire run``: the code on every gateway at once, results as they come."""
+class Program:
+    """What ``execwire run`` runs: the code, the name it goes by, and its sys.argv."""
 
-    def __init__(self, session: Session, code: str) -> None:
-        self.session = session
-        self.code = code
-        self.finished: queue.SimpleQueue[Target] = queue.SimpleQueue()
+    def __init__(self, source: str, filename: str, argv: list[str], path: str | None = None) -> None:
+        self.source = source
+        self.filename = filename  # what tracebacks name
+        self.argv = argv
+        self.path = path  # __file__ (absolute), for a FILE
 
-    def run(self) -> int:
-        session = self.session
-        session.start()
-        active = [target for target in session.targets if target.gateway is not None]
-        for target in list(active):
-            assert target.gateway is not None
-            try:
-                channel = target.gateway.remote_exec(self.code)
-            except Error as exc:
-                session.fail(target, self._why_not_started(target.gateway, exc))
-                active.remove(target)
-                continue
-            target.channel = channel
-            channel.setcallback(functools.partial(self._received, target), endmarker=_END)
-        while active:
-            try:
-                target = self.finished.get(timeout=session.tick())
-            except queue.Empty:
-                session.update_status()
-                if session.expired():
-                    session.time_out(active)
-                    break
-                continue
-            active.remove(target)
-            self._report(target)
-            session.update_status()
-        session.close(timeout=0.0 if session.expired() else 5.0)
-        return session.exit_status()
-
-    def _why_not_started(self, gateway: Gateway, error: Error) -> str:
-        """The start-up error behind a failed remote_exec (a broken pipe says little by itself)."""
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, parser: argparse.ArgumentParser) -> Program:
+        words = list(args.args)
+        if args.code is not None:
+            if words[:1] == ["--"]:
+                words = words[1:]
+            return cls(str(args.code), "<string>", ["-c", *words])
+        if not words:
+            usage_error(parser, "nothing to run: give -c CODE, a FILE, or - to read the code from standard input")
+        name, rest = words[0], words[1:]
+        if name == "-":
+            return cls(sys.stdin.read(), "<stdin>", ["-", *rest])
         try:
-            gateway.wait_ready(5.0)
+            with open(name, encoding="utf-8") as source:
+                text = source.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            usage_error(parser, f"cannot read {name!r}: {exc}")
+        path = os.path.abspath(name)
+        return cls(text, path, [name, *rest], path)
+
+
+class RunJob:
+    """``execwire run`` on one gateway: ship the far job, route what it says, note how it ended."""
+
+    def __init__(self, session: Session, program: Program, stdin: StdinFan | None) -> None:
+        self.session = session
+        self.program = program
+        self.stdin = stdin
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        self.settings: dict[str, Any] = {
+            "mode": "run", "source": program.source, "filename": program.filename, "file": program.path,
+            "argv": program.argv, "stdin": stdin is not None, "encoding": encoding}
+
+    def launch(self, target: Target) -> None:
+        # in a thread: shipping the job writes to the far side's pipe, which waits while a far side that
+        # is still starting (or stuck there) has not read it, and the main loop must go on meanwhile
+        threading.Thread(target=self._ship, args=(target,), name=f"execwire-ship-{target.id}", daemon=True).start()
+
+    def _ship(self, target: Target) -> None:
+        gateway = target.gateway
+        assert gateway is not None
+        try:
+            channel = gateway.remote_exec(far_job)
+            channel.setcallback(lambda message, target=target: self._received(target, message), endmarker=_END)
+            channel.send(self.settings)
+        except Error as exc:
+            self.session.fail(target, self._why_not_started(target, exc))
+            self._done(target)
+            return
+        target.channel = channel
+
+    def _why_not_started(self, target: Target, error: Error) -> str:
+        """The start-up error behind a failed remote_exec (a broken pipe says little by itself)."""
+        assert target.gateway is not None
+        try:
+            target.gateway.wait_ready(5.0)
         except Error as start_error:
             return str(start_error)
         return str(error)
 
-    def _received(self, target: Target, item: object) -> None:
-        """Channel callback (the gateway's callback thread): print an item, or end at the endmarker."""
-        if item is not _END:
-            self.session.router.item(target.id, item)
+    def _received(self, target: Target, message: Any) -> None:
+        """Channel callback (the gateway's callback thread): route one message of the far job."""
+        router = self.session.router
+        if message is _END:
+            # the job is over: end its gateway now, so all it printed is in before the verdict
+            threading.Thread(target=self._finish, args=(target,), name=f"execwire-finish-{target.id}",
+                             daemon=True).start()
             return
-        # the code is done: end its gateway now, so all it printed is in before the verdict
-        threading.Thread(target=self._finish, args=(target,), name=f"execwire-finish-{target.id}",
-                         daemon=True).start()
+        kind = message[0]
+        if kind == "out":
+            router.feed(target.id, 1, message[1])
+        elif kind == "err":
+            router.feed(target.id, 2, message[1])
+        elif kind == "item":
+            router.item(target.id, message[1])
+        elif kind == "read":
+            self._read(target, message[1])
+        elif kind == "exit":
+            target.exit_status, target.raised = int(message[1]), message[2]
+
+    def _read(self, target: Target, size: int) -> None:
+        channel = target.channel
+
+        def reply(data: bytes) -> None:
+            try:
+                if channel is not None:
+                    channel.send(("stdin", data))
+            except Error:
+                pass  # the far side is gone; nobody wants the data now
+
+        if self.stdin is None:
+            reply(b"")
+        else:
+            self.stdin.request(target.id, size, reply)
 
     def _finish(self, target: Target) -> None:
         try:
-            if target.gateway is not None:
-                target.gateway.exit(timeout=2.0)
-            self.session.router.flush(target.id)
+            gateway = target.gateway
+            if gateway is not None and target.id not in self.session.passed_through:
+                gateway.exit(timeout=2.0)  # others that start through it need it until the end
+            popen = getattr(gateway._process, "popen", None) if gateway is not None else None
+            if popen is not None:
+                target.process_status = popen.returncode
+            if target.exit_status is None and target.error is None and target.channel is not None:
+                self._why_it_ended(target)
         finally:
-            self.finished.put(target)
+            self._done(target)
 
-    def _report(self, target: Target) -> None:
+    def _why_it_ended(self, target: Target) -> None:
         assert target.channel is not None
-        session = self.session
         try:
-            target.channel.waitclose(0)
-        except RemoteError as exc:
-            target.outcome = "raised"
-            session.router.text(target.id, 2, exc.formatted.rstrip("\n"))
+            target.channel.waitclose(5.0)  # closed already; this waits for its callbacks to be done
+        except RemoteError as exc:  # the job itself failed (not the code: the job catches what it raises)
+            target.exit_status, target.raised = 1, exc.type_name or "Error"
+            self.session.router.text(target.id, 2, exc.formatted.rstrip("\n"))
         except GatewayStartError as exc:
-            session.fail(target, str(exc))
+            target.error = target.error or str(exc)
         except Error as exc:
-            target.outcome = "lost"
-            session.notice(target, f"gateway lost while the code ran: {exc}")
+            if not target.timed_out and target.stopped_by is None:
+                target.lost = str(exc)
+                self.session.notice(target, f"gateway lost while the code ran{target.how_the_process_ended()}: {exc}")
         else:
-            target.outcome = "ok"
+            if not target.timed_out and target.stopped_by is None:
+                target.lost = "the far side ended the job without a word"
+                self.session.notice(target, target.lost)
+
+    def _done(self, target: Target) -> None:
+        if self.stdin is not None:
+            self.stdin.forget(target.id)
+        self.session.end(target)
+
+
+class InfoJob:
+    """``execwire info`` on one gateway: wait until it answers and keep its facts."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def launch(self, target: Target) -> None:
+        threading.Thread(target=self._ask, args=(target,), name=f"execwire-info-{target.id}", daemon=True).start()
+
+    def _ask(self, target: Target) -> None:
+        gateway = target.gateway
+        assert gateway is not None
+        try:
+            rinfo = gateway._rinfo()
+        except Error as exc:
+            if not target.timed_out:
+                target.error = target.error or str(exc)
+        else:
+            facts = vars(rinfo)
+            version = tuple(facts.get("version_info", ()))
+            self.records[target.id] = dict(
+                executable=facts.get("executable"),
+                version=".".join(str(part) for part in version[:3]),
+                version_info=list(version),
+                implementation=facts.get("implementation"),
+                platform=facts.get("platform"),
+                pid=facts.get("pid"),
+                cwd=facts.get("cwd"),
+            )
+            target.exit_status = 0
+        finally:
+            gateway.exit(timeout=2.0)
+            self.session.end(target)
 
 
 def info(session: Session, as_json: bool) -> int:
-    """``execwire info``: wait for every gateway, then one block or JSON object each."""
-    session.start()
-    session.wait_started()
-    late = [target for target in session.targets if target.state == "starting"]
-    if late:
-        session.time_out(late)
+    """``execwire info``: every gateway's facts, one block or JSON object each, in the order of --on."""
+    job = InfoJob(session)
+    session.run(job)
     for target in session.targets:
         record: dict[str, Any] = {"id": target.id, "spec": target.text}
-        if target.outcome in ("failed", "timeout") or target.gateway is None:
-            record["error"] = target.error or "still starting at the --timeout"
+        facts = job.records.get(target.id)
+        if facts is None:
+            record["error"] = target.error or ("still starting at the --timeout" if target.timed_out
+                                               else "not started")
         else:
-            try:
-                rinfo = target.gateway._rinfo()
-            except Error as exc:
-                session.fail(target, str(exc))
-                record["error"] = str(exc)
-            else:
-                target.outcome = "ok"
-                facts = vars(rinfo)
-                version = tuple(facts.get("version_info", ()))
-                record.update(
-                    executable=facts.get("executable"),
-                    version=".".join(str(part) for part in version[:3]),
-                    version_info=list(version),
-                    implementation=facts.get("implementation"),
-                    platform=facts.get("platform"),
-                    pid=facts.get("pid"),
-                    cwd=facts.get("cwd"),
-                )
+            record.update(facts)
         if as_json:
             session.console.text(1, json.dumps(record) + "\n")
         elif "error" not in record:
             session.console.text(1, _info_block(record))
-    session.close(timeout=0.0 if session.expired() else 5.0)
+    session.close(timeout=1.0)
     return session.exit_status()
 
 
@@ -144,22 +221,6 @@ def _info_block(record: dict[str, Any]) -> str:
     width = max(len(name) for name in fields) + 1
     lines = [f"{record['id']}:"] + [f"  {name + ':':<{width}} {record[name]}" for name in fields]
     return "\n".join(lines) + "\n\n"
-
-
-def _read_code(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    if args.code is not None and args.file is not None:
-        _usage_error(parser, "give either -c CODE or FILE, not both")
-    if args.code is not None:
-        return str(args.code)
-    if args.file is None:
-        _usage_error(parser, "nothing to run: give -c CODE, a FILE, or - to read the code from standard input")
-    if args.file == "-":
-        return sys.stdin.read()
-    try:
-        with open(args.file, encoding="utf-8") as source:
-            return source.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        _usage_error(parser, f"cannot read {args.file!r}: {exc}")
 
 
 class Interrupted(KeyboardInterrupt):

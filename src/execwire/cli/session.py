@@ -1,84 +1,225 @@
-"""The gateways of one ``execwire`` command: started side by side, watched while they start, terminated."""
+"""The gateways of one ``execwire`` command: started (at most N at once), watched, timed out, terminated."""
 
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 import time
+from collections import deque
+from typing import Protocol
 
 from .._far.errors import Error
-from .._far.errors import TimeoutError as ExecwireTimeout
 from ..group import Group
-from .console import Console, OutputRouter, _isatty, _short_reason, _terminal_size
-from .parser import CODE_RAISED, OK, START_FAILED, TIMED_OUT, Target
+from .console import Console, OutputRouter, _isatty, _terminal_size
+from .parser import OK, STDOUT_CLOSED
+from .targets import Target
 
-# -- a session: gateways started together, watched, terminated -----------------
+
+class Job(Protocol):
+    """What a command does with each gateway once it is made."""
+
+    def launch(self, target: Target) -> None:
+        """Start the work on ``target.gateway``; call ``Session.end(target)`` when it is over."""
+
+
+_WAKE = object()
 
 
 class Session:
-    """The gateways of one command, the status block while they start, and their clean end."""
+    """The gateways of one command, the status block while they start, and their clean end.
 
-    def __init__(self, targets: list[Target], timeout: float | None) -> None:
+    The main thread runs ``run()``: it makes gateways (at most ``max_parallel`` alive),
+    times them out and collects the ones that ended. Everything that ends a gateway
+    elsewhere (a callback, a finisher thread) reports through ``end()``.
+    """
+
+    def __init__(self, targets: list[Target], timeout: float | None = None, max_parallel: int | None = None,
+                 router_options: dict[str, bool] | None = None) -> None:
         self.targets = targets
         self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.max_parallel = max_parallel or len(targets)
         self.console = Console(show_status=_isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
-        self.router = OutputRouter(self.console, prefixed=len(targets) > 1)
+        self.console.on_stdout_closed = self._stdout_closed
+        self.router = OutputRouter(self.console, prefixed=len(targets) > 1, **(router_options or {}))
         self.group = Group()
+        self.active: list[Target] = []
+        # gateways that others start through (via=, installvia=): they stay up until the command ends
+        self.passed_through = {spec for target in targets for spec in (target.spec.via, target.spec.installvia)
+                               if spec is not None}
+        self._ended: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._ending: set[str] = set()
+        self._ending_lock = threading.Lock()
+        self._stop_reason: str | None = None
         self._status_live = self.console.show_status
 
     # -- messages -----------------------------------------------------------
     def notice(self, target: Target, text: str) -> None:
-        """A message about one gateway on stderr: "[id] ..." or "execwire: id: ..."."""
-        if not self.router.prefixed:
-            text = f"execwire: {target.id}: {text}"
-        self.router.text(target.id, 2, text)
+        self.router.notice(target.id, text)
 
     def fail(self, target: Target, error: str) -> None:
         """Record and report a start-up failure (once)."""
-        if target.outcome == "failed":
+        if target.failure_reported:
             return
+        target.failure_reported = True
         target.error = (target.error or error).replace(str(target.spec), target.text)
-        target.outcome = "failed"
         self.notice(target, f"could not start: {target.error}")
 
-    # -- start-up -------------------------------------------------------------
-    def start(self) -> None:
-        """Make every gateway; each starts in the background, so they start side by side."""
-        for target in self.targets:
+    # -- the main loop --------------------------------------------------------
+    def run(self, job: Job) -> None:
+        """Start every gateway (at most max_parallel at once) and wait until each has ended."""
+        waiting = deque(self.targets)
+        while waiting or self.active:
+            while waiting and len(self.active) < self.max_parallel and self._stop_reason is None:
+                self._launch(waiting.popleft(), job)
+            if self._stop_reason is not None:
+                self.stop_all(self._stop_reason)
+                return
+            self.update_status()
             try:
-                gateway = self.group.makegateway(target.spec)
-            except (Error, OSError, ValueError) as exc:
-                self.fail(target, str(exc))
-                continue
-            gateway.output_handler = self.router.output
-            target.gateway = gateway
+                ended = self._ended.get(timeout=self.tick())
+            except queue.Empty:
+                ended = None
+            self._collect(ended)
+            self._end_failed_starts()
+            self._time_out_expired()
         self.update_status()
 
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
+    def _launch(self, target: Target, job: Job) -> None:
+        target.launched = time.monotonic()
+        if self.timeout is not None:
+            target.deadline = target.launched + self.timeout
+        self.active.append(target)
+        try:
+            gateway = self.group.makegateway(target.spec)
+        except (Error, OSError, ValueError) as exc:
+            self.fail(target, str(exc))
+            self.end(target)
+            return
+        gateway.output_handler = self.router.output
+        target.gateway = gateway
+        job.launch(target)
 
-    def expired(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+    def _collect(self, ended: object) -> None:
+        while ended is not None:
+            if isinstance(ended, Target) and ended in self.active:
+                self.active.remove(ended)
+                self._conclude(ended)
+            try:
+                ended = self._ended.get_nowait()
+            except queue.Empty:
+                ended = None
 
-    def tick(self, longest: float = 0.5) -> float:
+    def _conclude(self, target: Target) -> None:
+        if target.ended is None:
+            target.ended = time.monotonic()
+        gateway = target.gateway
+        popen = getattr(gateway._process, "popen", None) if gateway is not None else None  # a local process
+        if popen is not None and target.process_status is None:
+            target.process_status = popen.returncode
+        if target.error is not None:
+            self.fail(target, target.error)
+        target.conclude()
+        extra: dict[str, object] = {"status": target.outcome, "seconds": round(target.seconds or 0.0, 3)}
+        if target.error is not None:
+            extra["error"] = target.error
+        self.router.record(target.id, "exit", target.status, **extra)
+        self.router.finish(target.id)
+
+    def end(self, target: Target) -> None:
+        """The target's gateway is over (from any thread; once)."""
+        with self._ending_lock:
+            if target.id in self._ending:
+                return
+            self._ending.add(target.id)
+        target.ended = time.monotonic()
+        self._ended.put(target)
+
+    def _end_failed_starts(self) -> None:
+        """A gateway that failed to start is over, even if its job still waits on it somewhere."""
+        for target in self.active:
+            if target.error is not None or target.state == "failed":
+                self.end(target)
+
+    def _time_out_expired(self) -> None:
+        now = time.monotonic()
+        for target in list(self.active):
+            if target.deadline is not None and now >= target.deadline and not target.timed_out:
+                if target.id in self._ending:
+                    continue
+                what = "starting" if target.state == "starting" else "running"
+                target.timed_out = True
+                self.notice(target, f"still {what} after {self.timeout:g} seconds (--timeout): terminated")
+                self._terminate_in_background(target)
+
+    def _terminate_in_background(self, target: Target) -> None:
+        def terminate() -> None:
+            try:
+                if target.gateway is not None:
+                    target.gateway.exit(timeout=0.5)
+            finally:
+                self.end(target)
+
+        threading.Thread(target=terminate, name=f"execwire-timeout-{target.id}", daemon=True).start()
+
+    def tick(self) -> float:
         """How long to wait for the next event before looking again."""
-        wait = 0.05 if self._status_live else longest
-        remaining = self.remaining()
-        return wait if remaining is None else min(wait, remaining)
+        wait = 0.05 if self._status_live else 0.5
+        deadlines = [target.deadline for target in self.active if target.deadline is not None and
+                     not target.timed_out]
+        if deadlines:
+            wait = min(wait, max(min(deadlines) - time.monotonic(), 0.0))
+        return wait
 
+    # -- stopping everything ------------------------------------------------
+    def _stdout_closed(self) -> None:
+        """Our stdout was closed (`| head`): stop every gateway now (called from any thread)."""
+        self._stop_reason = "stdout closed"
+        self._ended.put(_WAKE)
+
+    @property
+    def stopped_by(self) -> str | None:
+        return self._stop_reason
+
+    def stop_all(self, reason: str) -> None:
+        """Ctrl-C, SIGTERM or a closed stdout: terminate every gateway still active (bounded)."""
+        self._stop_reason = reason
+        self.router.flush()  # what came before the stop is shown (where stdout is still open) ...
+        self.router.muted = True  # ... but not what the gateways say as they are ended
+        for target in self.active:
+            target.stopped_by = reason
+        self.close(timeout=0.5 if reason == "stdout closed" else 1.0)
+        self._collect(_WAKE)
+        for target in list(self.active):
+            self.active.remove(target)
+            self._conclude(target)
+
+    def close(self, timeout: float) -> None:
+        """Terminate every gateway (bounded), then write what waited for a newline."""
+        self._end_status()
+        self.group.terminate(timeout=timeout)
+        self.router.flush()
+
+    # -- the status block while gateways start -----------------------------
     def update_status(self) -> None:
         """Report new start-up failures; redraw the status block, or end it once nothing is starting."""
         starting = False
         for target in self.targets:
             state = target.state
-            starting = starting or state == "starting"
-            if target.error is not None:
+            starting = starting or state in ("starting", "waiting")
+            if target.error is not None and target.launched is not None:
                 self.fail(target, target.error)
         if not self._status_live:
             return
-        self.console.status(self._status_lines())
         if not starting:
+            self.console.status(self._status_lines())
+            self._end_status()
+            return
+        self.console.status(self._status_lines())
+
+    def _end_status(self) -> None:
+        if self._status_live:
             self._status_live = False
             self.console.end_status()
 
@@ -88,8 +229,9 @@ class Session:
         states = [(target, target.state) for target in self.targets]
         if len(states) > max(height - 2, 1):  # too many to redraw in place: one summary line
             counts: dict[str, int] = {}
-            for _, state in states:
-                word = "up" if state == "closed" else state
+            for target, state in states:
+                word = "done" if target.ended is not None and state != "failed" else (
+                    "up" if state == "closed" else state)
                 counts[word] = counts.get(word, 0) + 1
             summary = ", ".join(f"{count} {word}" for word, count in sorted(counts.items()))
             return [f"gateways: {summary}"[:width]]
@@ -98,7 +240,7 @@ class Session:
         lines = []
         for target, state in states:
             if state == "failed":
-                state = "failed: " + _short_reason(target)
+                state = "failed: " + short_reason(target)
             elif state == "closed":
                 state = "up"  # it started, and its work may already be done
             spec = target.text if len(target.text) <= spec_width else target.text[:spec_width - 1] + "~"
@@ -106,41 +248,21 @@ class Session:
             lines.append(line if len(line) <= width else line[:max(width - 3, 1)] + "...")
         return lines
 
-    def wait_started(self) -> None:
-        """Until no gateway is starting any more, or the deadline passes."""
-        while True:
-            self.update_status()
-            starting = [target for target in self.targets if target.state == "starting"]
-            if not starting or self.expired():
-                return
-            gateway = starting[0].gateway
-            assert gateway is not None
-            try:
-                gateway.wait_ready(self.tick())
-            except (Error, ExecwireTimeout):
-                pass
-
-    # -- the end --------------------------------------------------------------
-    def time_out(self, targets: list[Target]) -> None:
-        for target in targets:
-            what = "starting" if target.state == "starting" else "running"
-            self.notice(target, f"still {what} after {self.timeout:g} seconds (--timeout): terminated")
-            target.outcome = "timeout"
-
-    def close(self, timeout: float) -> None:
-        """Terminate every gateway (bounded), then write what waited for a newline."""
-        if self._status_live:
-            self._status_live = False
-            self.console.end_status()
-        self.group.terminate(timeout=timeout)
-        self.router.flush()
-
+    # -- the verdict --------------------------------------------------------
     def exit_status(self) -> int:
-        outcomes = {target.outcome for target in self.targets}
-        if "timeout" in outcomes:
-            return TIMED_OUT
-        if "failed" in outcomes:
-            return START_FAILED
-        if outcomes & {"raised", "lost"}:
-            return CODE_RAISED
-        return OK
+        """The highest status of the gateways (a closed stdout wins: nobody saw the rest)."""
+        if self._stop_reason == "stdout closed":
+            return STDOUT_CLOSED
+        statuses = [target.status for target in self.targets if target.status is not None]
+        return max(statuses, default=OK)
+
+
+def short_reason(target: Target) -> str:
+    """The first line of a start-up error, without the gateway id and spec the status line shows anyway."""
+    lines = (target.error or "").strip().splitlines()
+    reason = lines[0] if lines else "unknown reason"
+    for lead in (f"gateway {target.id!r} ({target.text}): ", f"gateway {target.id!r} ({target.spec}): ",
+                 f"gateway {target.id!r}: "):
+        if reason.startswith(lead):
+            return reason[len(lead):]
+    return reason
