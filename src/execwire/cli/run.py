@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -71,7 +72,7 @@ class RunJob:
         assert gateway is not None
         try:
             channel = gateway.remote_exec(far_job)
-            channel.setcallback(lambda message, target=target: self._received(target, message), endmarker=_END)
+            channel.setcallback(functools.partial(self._received, target), endmarker=_END)
             channel.send(self.settings)
         except Error as exc:
             self.session.fail(target, self._why_not_started(target, exc))
