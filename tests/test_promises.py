@@ -114,12 +114,17 @@ gw = execwire.makegateway("popen")
 main = threading.main_thread()
 stop = threading.Event()
 caught = threading.Event()
+begin = threading.Event()
 
 def interrupter():
     # one interrupt at a time: the next comes only once the main thread caught the last one, so none
-    # lands in the test's own bookkeeping (which no library could protect)
+    # lands in the test's own bookkeeping (which no library could protect); exactly ``wanted`` of them,
+    # so none comes after the loop either (one that never surfaced as KeyboardInterrupt fails the test)
     rng = random.Random(7)
-    while not stop.is_set():
+    begin.wait()  # not before the main thread is in its loop (it may still be in Thread.start())
+    for _ in range(wanted):
+        if stop.is_set():
+            break
         time.sleep(rng.uniform(0.0005, 0.004))
         caught.clear()
         signal.pthread_kill(main.ident, signal.SIGINT)
@@ -153,6 +158,7 @@ threading.Thread(target=interrupter, daemon=True).start()
 deadline = time.monotonic() + 40
 got = []
 expected = 0
+begin.set()
 while interrupts < wanted and time.monotonic() < deadline:
     try:
         if what == "receive":
@@ -161,15 +167,9 @@ while interrupts < wanted and time.monotonic() < deadline:
             channel.send((expected, BLOB))
             expected += 1
     except KeyboardInterrupt:
-        caught.set()
         interrupts += 1
-for _ in range(2):  # the interrupter may fire once more before it sees stop
-    try:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        break
-    except KeyboardInterrupt:
-        pass
+        caught.set()
+stop.set()
 if what == "send":
     channel.send(None)
     verdict = channel.receive(timeout=30)

@@ -8,6 +8,7 @@ still start many gateways side by side.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import socket
 from collections.abc import Callable, Iterable
@@ -68,7 +69,9 @@ class Group(execwire.Group):
     remote_execmodel: ExecModel  # type: ignore[assignment]
 
     def __init__(self, xspecs: Iterable[XSpec | str | None] = (), execmodel: str = "thread") -> None:
-        super().__init__((), execmodel)  # interpreter exit ends its gateways (execwire.shutdown)
+        super().__init__((), execmodel)
+        atexit.register(self._cleanup_atexit)  # at once, as execnet does (execwire waits for a first gateway)
+        self._atexit_registered = True
         specs = list(xspecs)
         if specs:
             self.makegateways(specs)
