@@ -235,12 +235,12 @@ def test_baton_rule_1_one_thread_at_a_time_reads_and_parses(pair):
     lock = threading.Lock()
     read_and_dispatch = pair.b._read_and_dispatch
 
-    def counted() -> None:
+    def counted(buffered: bool | None = None) -> None:
         with lock:
             inside[0] += 1
             most[0] = max(most[0], inside[0])
         try:
-            read_and_dispatch()
+            read_and_dispatch(buffered)
         finally:
             with lock:
                 inside[0] -= 1

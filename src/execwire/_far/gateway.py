@@ -194,20 +194,21 @@ class BaseGateway(object):
             except GatewayLostError:
                 pass  # the reader will see the end
 
-    def _read_and_dispatch(self):
-        """One read if nothing is buffered, then dispatch every complete frame (holding the baton)."""
+    def _read_and_dispatch(self, buffered=None):
+        """One read if nothing is buffered, then dispatch every complete frame (holding the baton).
+
+        ``buffered``: whether a complete frame is buffered, if the caller just looked.
+
+        In the main thread it runs inside a stretch of receive(), waitclose() or
+        _wait_flag() (interrupts.py), which covers reading and dispatching.
+        """
         core = self._protocol
-        entered = _critical()
-        try:
-            if not core.has_frame():
-                view = core.read_buffer()
-                count = self._stream.readinto(view)
-                del view  # the core may resize what it lent us
-                core.bytes_read(count)
-            self._dispatch(core.events())
-        finally:
-            if entered and _done():
-                raise KeyboardInterrupt  # every event of what was read is delivered: nothing is lost
+        if not (core.has_frame() if buffered is None else buffered):
+            view = core.read_buffer()
+            count = self._stream.readinto(view)
+            del view  # the core may resize what it lent us
+            core.bytes_read(count)
+        self._dispatch(core.events())
 
     def _dispatch(self, events):
         """Hand each event to whom it concerns (holding the baton)."""
@@ -255,8 +256,9 @@ class BaseGateway(object):
         """
         deadline = None if timeout is None else _clock() + timeout
         baton = self._baton
+        waiter = self._waiter
         while True:
-            if self._reading_done or self._waiter.fileno is None:
+            if self._reading_done or (waiter._fileno is None and waiter.fileno is None):
                 pass  # nobody reads here: wait for what the reader thread delivers
             elif baton.lock.acquire(False):
                 entry = self._read_for(items, deadline, not receiver)
@@ -283,11 +285,15 @@ class BaseGateway(object):
         waiter = _Queue()
         if not flag.add_queue(waiter):
             return True
+        entered = _critical()  # it may read frames: a stretch Ctrl-C cannot cut (interrupts.py)
         try:
             self._wait_item(waiter, timeout, True)
         except Empty:
             flag.remove_queue(waiter)
             return flag.is_set()
+        finally:
+            if entered and _done():
+                raise KeyboardInterrupt  # what was read is delivered: nothing is lost
         return True
 
     def _read_for(self, items, deadline, yields):
@@ -296,7 +302,7 @@ class BaseGateway(object):
         ``yields``: return _YIELDED, handing the baton over, once a receiver asks for it.
         """
         baton = self._baton
-        baton.took()
+        baton.taken_at = _clock()  # Baton.took(), inlined: this is the hot path
         core = self._protocol
         waiter = self._waiter
         entry = _NOTHING
@@ -309,7 +315,8 @@ class BaseGateway(object):
                 if yields and baton.wanted:
                     yielded = True
                     break
-                if not core.has_frame():
+                buffered = core.has_frame()
+                if not buffered:
                     if self._writer.owed:
                         self._pay_debts()
                     allowed = _allow()  # Ctrl-C may end this wait at once: nothing is taken yet
@@ -319,7 +326,7 @@ class BaseGateway(object):
                         _disallow(allowed)
                     if not ready:
                         raise Empty
-                self._read_and_dispatch()
+                self._read_and_dispatch(buffered)
                 if deadline is not None and _clock() >= deadline:
                     entry = _take(items)
                     if entry is _NOTHING:
