@@ -4,13 +4,18 @@ The attackers connect from 127.0.0.2 (any 127/8 address is this machine on Linux
 nothing; the legitimate client connects from 127.0.0.1 as every gateway does. The server's
 per-address limit lets one address hold a few handshake slots; the rest of its connections are
 refused at once, without a thread, and the handshake deadline frees the slots it holds.
+
+"Served within 2 s" is measured from makegateway to the first result. On a machine so loaded
+that a start takes longer than that even without an attack, the bound is three times an
+unattacked start measured just before; on the old server the client was refused outright.
 """
 
 from __future__ import annotations
 
 import select
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +80,12 @@ def closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
+def allowed_wait(spec: str) -> float:
+    """2 seconds, or three times what a start takes right now without an attack if the machine is
+    so busy that this is longer (an attack that works makes the client wait forever or fails it)."""
+    return max(2.0, 3 * time_to_first_result(spec))
+
+
 def time_to_first_result(spec: str) -> float:
     group = execwire.Group()
     try:
@@ -88,49 +99,70 @@ def time_to_first_result(spec: str) -> float:
 
 @needs_alias
 def test_500_idle_sockets_from_one_address_leave_another_served_within_2_seconds(server, token_file):
+    spec = f"socket={server.spec_address}//token_file={token_file}"
+    allowed = allowed_wait(spec)
     idle = [connect_from(ATTACKER, server) for _ in range(500)]
     try:
         # the server keeps 8 of them for their handshake deadline and refuses the others at once
         assert wait_until(lambda: sum(map(closed_by_server, idle)) >= 492, 10)
         assert sum(not closed_by_server(sock) for sock in idle) == srv.DEFAULT_MAX_PER_ADDRESS
         assert server.wait_log(f"refused: more than 8 handshakes at once from {ATTACKER}; try again later")
-        elapsed = time_to_first_result(f"socket={server.spec_address}//token_file={token_file}")
-        assert elapsed < 2.0, f"a legitimate client waited {elapsed:.2f} s"
+        elapsed = time_to_first_result(spec)
+        assert elapsed < allowed, f"a legitimate client waited {elapsed:.2f} s"
     finally:
         for sock in idle:
             sock.close()
 
 
+ATTACKER_SCRIPT = """
+import select, socket, sys
+source, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def connect():
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect((host, port))
+    return sock
+
+live = [connect() for _ in range(500)]
+opened = len(live)
+print("holding", opened, flush=True)
+while not select.select([sys.stdin], [], [], 0)[0]:  # until the test closes our stdin
+    for sock in select.select(live, [], [], 0.05)[0]:
+        try:
+            if sock.recv(65536, socket.MSG_DONTWAIT):
+                continue
+        except BlockingIOError:
+            continue
+        except OSError:
+            pass
+        live.remove(sock)  # the server closed it: open another one
+        sock.close()
+        live.append(connect())
+        opened += 1
+print("opened", opened, flush=True)
+"""
+
+
 @needs_alias
 def test_a_sustained_attack_from_one_address_does_not_shut_others_out(server, token_file):
-    stop = threading.Event()
-    opened = [0]
-
-    def attack() -> None:
-        """Keep 500 idle connections open, opening a new one for each the server closes."""
-        live = [connect_from(ATTACKER, server) for _ in range(500)]
-        opened[0] += len(live)
-        while not stop.is_set():
-            readable = select.select(live, [], [], 0.05)[0]
-            for sock in readable:
-                if closed_by_server(sock):
-                    live.remove(sock)
-                    sock.close()
-                    live.append(connect_from(ATTACKER, server))
-                    opened[0] += 1
-        for sock in live:
-            sock.close()
-
-    attacker = threading.Thread(target=attack, daemon=True)
-    attacker.start()
+    # in a process of its own, as an attacker would be: it keeps 500 idle connections open and opens
+    # a new one for each that the server closes
+    spec = f"socket={server.spec_address}//token_file={token_file}"
+    allowed = allowed_wait(spec)
+    attacker = subprocess.Popen([sys.executable, "-c", ATTACKER_SCRIPT, ATTACKER, server.host, str(server.port)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert wait_until(lambda: opened[0] > 600, 20)  # the server refuses and the attacker comes back
-        times = [time_to_first_result(f"socket={server.spec_address}//token_file={token_file}") for _ in range(5)]
-        assert max(times) < 2.0, f"legitimate clients waited {times}"
+        assert attacker.stdout is not None and attacker.stdin is not None
+        assert attacker.stdout.readline() == "holding 500\n"
+        times = [time_to_first_result(spec) for _ in range(5)]
+        attacker.stdin.close()
+        opened = int(attacker.stdout.readline().split()[1])
+        assert max(times) < allowed, f"legitimate clients waited {times}"
+        assert opened > 600  # the server kept refusing, the attacker kept coming back
     finally:
-        stop.set()
-        attacker.join(20)
-    assert opened[0] > 600
+        attacker.kill()
+        attacker.wait(10)
 
 
 def test_one_address_over_its_limit_is_told_why(tmp_path, token_file):

@@ -14,6 +14,7 @@ and written by two threads at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import os
 import secrets
@@ -350,6 +351,12 @@ def tls_connect(sock: socket.socket, context: ssl.SSLContext, host: str, deadlin
     return tls
 
 
+@functools.lru_cache(maxsize=8)
+def token_powers(token: bytes) -> server.TokenPowers:
+    """What SPAKE2 derives from the token, once per token: it costs about as much as the rest of a handshake."""
+    return server.TokenPowers(token)
+
+
 def client_handshake(sock: socket.socket, token: bytes, binding: bytes, deadline: float, who: str) -> bytes:
     """Run SPAKE2 with the server; return our confirmation, to send only now that the server's checked out.
 
@@ -357,7 +364,7 @@ def client_handshake(sock: socket.socket, token: bytes, binding: bytes, deadline
     AuthenticationError: a server that does not know the token learns nothing it could test guesses of
     the token against, and gets no code.
     """
-    exchange = server.Spake2(server.TokenPowers(token), b"client")
+    exchange = server.Spake2(token_powers(token), b"client")
     _settimeout(sock, deadline)
     sock.sendall(server.MAGIC + bytes([server.VERSION]) + exchange.message)
     head = _recv_exact(sock, len(server.MAGIC) + 2, deadline, who)
