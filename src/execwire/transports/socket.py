@@ -103,15 +103,14 @@ def client_tls_context(spec: XSpec, what: str) -> ssl.SSLContext | None:
     against the system's certificate authorities, or against the ones in PATH."""
     if not spec.tls and spec.tls_ca is None:
         return None
-    cafile = None
     if spec.tls_ca is not None:
         cafile = str(Path(spec.tls_ca).expanduser())
         try:
             context = ssl.create_default_context(cafile=cafile)
         except OSError as exc:  # ssl.SSLError too
-            reason = exc.strerror or exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
-            raise GatewayStartError(f"{what}: cannot read tls_ca {cafile!r}: {reason or exc}; it must "
-                                    f"hold the PEM certificate of the authority that signed the server's") from exc
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise GatewayStartError(f"{what}: cannot read tls_ca {cafile!r}: {reason}; it must hold the PEM "
+                                    f"certificate of the authority that signed the server's") from exc
     else:
         context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
