@@ -7,8 +7,6 @@ serving good clients. Traffic goes to loopback only.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 import select
@@ -132,17 +130,28 @@ def recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def client_proof(token: bytes, client_nonce: bytes, server_nonce: bytes) -> bytes:
-    return hmac.new(token, b"execwire-socket client " + client_nonce + server_nonce, hashlib.sha256).digest()
+class Hello:
+    """A client's side after the first two messages: the socket, and what it needs to go on."""
+
+    def __init__(self, sock: socket.socket, exchange: execwire.server.Spake2, server_message: bytes,
+                 server_confirmation: bytes) -> None:
+        self.sock = sock
+        self.exchange = exchange
+        self.server_message = server_message
+        self.server_confirmation = server_confirmation
+
+    def confirmations(self, binding: bytes = b"") -> tuple[bytes, bytes]:
+        """(ours, the server's as our token predicts it)."""
+        return self.exchange.confirmations(self.server_message, binding)
 
 
-def hello(server: RunningServer) -> tuple[socket.socket, bytes, bytes, bytes]:
-    """Connect and exchange hellos; return (socket, client nonce, server nonce, server proof)."""
+def hello(server: RunningServer, token: bytes) -> Hello:
+    """Connect and exchange the SPAKE2 messages as a client with ``token``."""
     sock = socket.create_connection((server.host, server.port), timeout=10)
-    client_nonce = os.urandom(32)
-    sock.sendall(MAGIC + b"\x01" + client_nonce)
-    assert recv_exact(sock, len(MAGIC) + 2) == MAGIC + b"\x01\x00"
-    return sock, client_nonce, recv_exact(sock, 32), recv_exact(sock, 32)
+    exchange = execwire.server.Spake2(execwire.server.TokenPowers(token), b"client")
+    sock.sendall(MAGIC + b"\x02" + exchange.message)
+    assert recv_exact(sock, len(MAGIC) + 2) == MAGIC + b"\x02\x00"
+    return Hello(sock, exchange, recv_exact(sock, 256), recv_exact(sock, 32))
 
 
 def read_refusal(sock: socket.socket) -> str:
@@ -236,7 +245,7 @@ def test_refuses_to_start_without_a_token(tmp_path):
     assert result.stdout == ""  # it never listened
     assert "no token" in result.stderr
     assert "--token-file" in result.stderr and "EXECWIRE_TOKEN" in result.stderr
-    assert "secrets.token_hex" in result.stderr  # says how to make one
+    assert "--new-token FILE" in result.stderr  # says how to make one
     empty = tmp_path / "empty"
     empty.write_text("\n")
     result = subprocess.run([sys.executable, str(SERVER_PY), "--port", "0", "--token-file", str(empty)],
@@ -283,10 +292,9 @@ def test_a_frame_header_claiming_4_gib_is_refused_before_authentication(server, 
 
 
 def test_a_stage1_length_of_4_gib_is_refused_after_authentication(server, token_file, tmp_path):
-    token = token_file.read_bytes().strip()
-    sock, client_nonce, server_nonce, _ = hello(server)
-    with sock:
-        sock.sendall(client_proof(token, client_nonce, server_nonce) + struct.pack("!I", 0xFFFFFFFF))
+    client = hello(server, token_file.read_bytes().strip())
+    with client.sock as sock:
+        sock.sendall(client.confirmations()[0] + struct.pack("!I", 0xFFFFFFFF))
         started = time.monotonic()
         reason = read_refusal(sock)
         assert "4294967295 bytes is over the limit" in reason
@@ -300,15 +308,11 @@ def test_a_stage1_length_of_4_gib_is_refused_after_authentication(server, token_
 def test_a_wrong_token_runs_nothing(server, token_file, tmp_path):
     marker = tmp_path / "ran"
     program = f"open({str(marker)!r}, 'w').close()".encode()
-    sock, client_nonce, server_nonce, server_proof = hello(server)
-    with sock:
-        # the server proved it knows the real token; a client with another one cannot check that proof
-        real = token_file.read_bytes().strip()
-        assert server_proof == hmac.new(real, b"execwire-socket server " + client_nonce + server_nonce,
-                                        hashlib.sha256).digest()
-        assert server_proof != hmac.new(b"guess", b"execwire-socket server " + client_nonce + server_nonce,
-                                        hashlib.sha256).digest()
-        sock.sendall(client_proof(b"guess", client_nonce, server_nonce) + struct.pack("!I", len(program)) + program)
+    client = hello(server, secrets.token_hex(32).encode())  # another token
+    with client.sock as sock:
+        ours, expected = client.confirmations()
+        assert client.server_confirmation != expected  # a real client would stop here; this one goes on
+        sock.sendall(ours + struct.pack("!I", len(program)) + program)
         assert read_refusal(sock).startswith("wrong token")
         assert closed_by_peer(sock, 4.0)
     assert server.wait_log("refused: wrong token")
@@ -321,7 +325,7 @@ def test_a_wrong_token_runs_nothing(server, token_file, tmp_path):
 def test_an_unknown_handshake_version_is_refused_with_the_reason(server, token_file):
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(MAGIC + b"\x09" + os.urandom(32))
-        assert recv_exact(sock, len(MAGIC) + 1) == MAGIC + b"\x01"
+        assert recv_exact(sock, len(MAGIC) + 1) == MAGIC + b"\x02"
         assert "version 9 is not supported" in read_refusal(sock)
     assert server.wait_log("refused: handshake version 9 is not supported")
     assert_serves_a_good_client(server, token_file)
@@ -362,9 +366,9 @@ def test_too_many_handshakes_at_once_are_refused(tmp_path, token_file):
 
 def test_a_client_that_vanishes_mid_handshake_is_logged(server, token_file):
     sock = socket.create_connection((server.host, server.port), timeout=10)
-    sock.sendall(MAGIC + b"\x01" + b"x" * 10)
+    sock.sendall(MAGIC + b"\x02" + b"x" * 10)
     sock.close()
-    assert server.wait_log("refused: closed the connection after 10 of 32 bytes")
+    assert server.wait_log("refused: closed the connection after 10 of 256 bytes of its SPAKE2 message")
     assert_serves_a_good_client(server, token_file)
 
 

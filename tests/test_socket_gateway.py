@@ -169,7 +169,7 @@ def test_a_wrong_token_is_an_authentication_error(group, server, token_file, tmp
         gw.wait_ready(20)
     assert isinstance(raised.value, execwire.GatewayStartError)
     assert server.spec_address in str(raised.value)
-    assert server.wait_log("refused: wrong token")
+    assert server.wait_log("refused: the client closed the connection without proving it knows the token")
     assert server.children() == []
     good = group.makegateway(socket_spec(server, token_file))
     assert good.remote_exec("channel.send('still serving')").receive(timeout=20) == "still serving"

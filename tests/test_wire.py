@@ -8,8 +8,12 @@ import io
 import math
 import os
 import shutil
+import struct
 import subprocess
+import sys
+import time
 import types
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -429,6 +433,46 @@ def test_fuzz_mutated_encodings(obj, draw):
     decode_or_load_error(bytes(raw))
 
 
+def loads_or_load_error(raw):
+    """loads() gives plain data that survives another round trip, or raises LoadError; nothing else."""
+    try:
+        value = wire.loads(raw)
+    except wire.LoadError:
+        return
+    assert typed(wire.loads(wire.dumps(value))) == typed(value)
+
+
+@FUZZ
+@given(data, st.data())
+def test_fuzz_loads_on_damaged_records(obj, draw):
+    raw = bytearray(wire.dumps(obj))
+    for _ in range(draw.draw(st.integers(1, 4))):
+        i = draw.draw(st.integers(0, len(raw)))
+        action = draw.draw(st.sampled_from(["flip", "cut", "insert", "repeat", "count"]))
+        if action == "flip" and i < len(raw):
+            raw[i] ^= draw.draw(st.integers(1, 255))
+        elif action == "cut":
+            del raw[i:]
+        elif action == "insert":
+            raw[i:i] = draw.draw(st.binary(min_size=1, max_size=5))
+        elif action == "repeat":
+            raw[i:i] = raw[i:i + draw.draw(st.integers(1, 16))] * draw.draw(st.integers(1, 3))
+        elif i + 4 <= len(raw):  # a length or count at an extreme
+            raw[i:i + 4] = struct.pack(">I", draw.draw(st.sampled_from([0, 1, 255, 2 ** 31, 2 ** 32 - 1])))
+    if draw.draw(st.booleans()) and len(raw) >= 7:  # a header that matches: the body decoder runs
+        raw[3:7] = struct.pack(">I", len(raw) - 7)
+    loads_or_load_error(bytes(raw))
+    loads_or_load_error(memoryview(raw))
+
+
+def test_the_long_fuzz_script_runs():
+    script = Path(__file__).resolve().parent.parent / "bench" / "fuzz_wire.py"
+    out = subprocess.run([sys.executable, str(script), "--inputs", "3000", "--corpus", "200", "--seed", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "done: 3000 inputs (seed 3)" in out.stdout and "nothing else was raised" in out.stdout
+
+
 # -- the fast paths agree with the general encoder and decoder ---------------------
 
 flat_scalar = (st.none() | st.booleans() | st.integers(-2 ** 40, 2 ** 40) | st.floats()
@@ -527,8 +571,91 @@ def test_runs_on_other_pythons(python):
         "s.loader.exec_module(w)\n"
         "obj = [1, 'a\\ud800', b'b', (2 ** 70, -0.0), {'k': {1, 2}}, bytearray(b'x'), None, True]\n"
         "assert w.loads(w.dumps(obj)) == obj, w.loads(w.dumps(obj))\n"
+        "alike = w.dumps([k * sys.hash_info.modulus for k in range(1, 100)]).replace(b'l\\x63', b'e\\x63')\n"
+        "try: w.loads(alike)\n"
+        "except w.LoadError as exc: assert 'hash like another' in str(exc)\n"
+        "else: raise AssertionError('colliding set decoded')\n"
         "print('ok')\n"
     )
     out = subprocess.run([python, "-c", script, WIRE_PATH], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=30)
     assert out.stdout.strip() == "ok", out.stdout
+
+
+# -- decoding cost a peer controls ----------------------------------------------------
+
+MODULUS = sys.hash_info.modulus  # the ints k * MODULUS all hash to 0
+OPCODES = {"set": b"E", "frozenset": b"Z", "dict": b"M"}
+
+
+def record(kind, keys):
+    """A dumps() record of a set, frozenset or dict (values None) of ``keys``, written as a peer may:
+    the keys are never put in a Python set here, which is what would take quadratic time."""
+    items = [item for key in keys for item in ((key, None) if kind == "dict" else (key,))]
+    body = OPCODES[kind] + struct.pack(">I", len(keys)) + b"".join(b"".join(wire.encode(i)) for i in items)
+    return wire.MAGIC + bytes([wire.VERSION]) + struct.pack(">I", len(body)) + body
+
+
+def colliding(count):
+    """``count`` distinct values of one hash, in the shapes a peer can send: ints, complex, tuples."""
+    return {
+        "ints": [k * MODULUS for k in range(1, count + 1)],
+        "complex numbers": [complex(-1000003 * k, k) for k in range(count)],
+        "tuples": [(k * MODULUS, 0) for k in range(1, count + 1)],
+    }
+
+
+def cpu_seconds(action, rounds=3):
+    """The least CPU time of this thread that ``action`` took: other processes' load does not count."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.thread_time()
+        action()
+        best = min(best, time.thread_time() - started)
+    return best
+
+
+def refused(raw):
+    with pytest.raises(wire.LoadError, match="hash like another one") as raised:
+        wire.loads(raw)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("kind", sorted(OPCODES))
+@pytest.mark.parametrize("shape", sorted(colliding(1)))
+def test_keys_that_all_hash_alike_are_refused_in_linear_time(kind, shape):
+    keys = colliding(20_000)[shape]
+    assert len(set(map(hash, keys))) == 1 and len(set(map(repr, keys))) == 20_000
+    raw = record(kind, keys)
+    message = refused(raw)
+    assert "of 20000" in message and "19999 of them" in message and "more than 32" in message
+    # an ordinary container of the same kind and length is the yardstick: refusing costs about what
+    # decoding that one does (a quadratic decoder takes hundreds of times as long)
+    control = record(kind, [(k, 0) for k in range(2 ** 62, 2 ** 62 + 20_000)])
+    assert cpu_seconds(lambda: refused(raw)) < 5 * cpu_seconds(lambda: wire.loads(control)) + 0.05
+
+
+def test_a_few_shared_hashes_still_decode():
+    # -1 and -2 share a hash, and up to 32 keys of a container may hash like another one
+    assert wire.loads(wire.dumps({-1: "a", -2: "b"})) == {-1: "a", -2: "b"}
+    at_limit = [k * MODULUS for k in range(1, 34)] + list(range(1, 1001))
+    for kind in OPCODES:
+        value = wire.loads(record(kind, at_limit))
+        assert len(value) == 1033 and type(value).__name__ == kind
+    message = refused(record("set", at_limit + [34 * MODULUS]))
+    assert "set of 1034 elements" in message and "33 of them" in message
+
+
+def test_repeated_keys_in_a_crafted_set_are_refused():
+    # dumps never writes a key twice, but a peer may
+    assert "dict of 40 keys" in refused(record("dict", [7] * 40))
+    assert wire.loads(record("set", [7] * 33)) == {7}
+
+
+def test_keys_that_share_only_low_bits_decode_in_linear_time():
+    # hashes alike in their low 40 bits collide in the first probes of a table only
+    keys = [k << 40 for k in range(1, 20_001)]
+    raw = record("set", keys)
+    assert wire.loads(raw) == set(keys)
+    control = record("set", list(range(2 ** 62, 2 ** 62 + 20_000)))
+    assert cpu_seconds(lambda: wire.loads(raw)) < 10 * cpu_seconds(lambda: wire.loads(control)) + 0.05

@@ -25,8 +25,9 @@ VALUE_KEYS = {
     "timeout": True,
     "token_file": True,
     "max_channels": True,
+    "tls_ca": True,
 }
-FLAG_KEYS = ("popen", "dont_write_bytecode")
+FLAG_KEYS = ("popen", "dont_write_bytecode", "tls")
 # command prefixes: they wrap the far Python's command line (see transports/prefix.py)
 PREFIX_KEYS = ("sudo", "docker", "podman", "kubectl", "exec")
 CONTAINER_KEYS = ("docker", "podman", "kubectl", "exec")
@@ -84,6 +85,8 @@ class XSpec:
     timeout: str | None = None
     token_file: str | None = None
     max_channels: str | None = None
+    tls: bool | None = None
+    tls_ca: str | None = None
 
     def __init__(self, string: str) -> None:
         if not isinstance(string, str):
@@ -153,6 +156,10 @@ class XSpec:
                              f"in {spec!r}")
         if self.socket is not None or self.installvia is not None:
             self._check_socket()
+        for key in ("tls", "tls_ca"):
+            if getattr(self, key) is not None and (not isinstance(self.socket, str) or self.installvia is not None):
+                raise ValueError(f"key {key!r} goes with socket=HOST:PORT (a server you started; a server made "
+                                 f"with installvia has a token of its own and no certificate), in {spec!r}")
 
     def _check_socket(self) -> None:
         spec = self._spec

@@ -31,6 +31,9 @@ __all__ = ["DataFormatError", "DumpError", "LoadError",
 MAGIC = b"\xe7W"
 VERSION = 1
 MAX_DEPTH = 1000  # most containers open at once, enforced both ways
+# most keys of one decoded dict or set that may hash like another of its keys:
+# building a table of k keys with one hash costs k * k / 2 comparisons
+MAX_SHARED_HASHES = 32
 BIG = 65536  # bytes-like payloads longer than this become a part of their own
 _U32_MAX = 0xFFFFFFFF
 
@@ -406,6 +409,22 @@ for _mk, _ops in ((None, b"lL"), (tuple, b"uU"), (_mkdict, b"mM"), (set, b"eE"),
 del _mk, _ops
 
 
+def _check_hashes(items, is_dict, pos):
+    """Refuse a dict or set whose keys collide: building it would take quadratic time.
+
+    Counting distinct hash values is linear: the hash of a hash value is that
+    value itself, so they cannot collide in turn. Raises TypeError when a key
+    is unhashable.
+    """
+    keys = items[0::2] if is_dict else items
+    shared = len(keys) - len(set(map(hash, keys)))
+    if shared > MAX_SHARED_HASHES:
+        raise LoadError("%s of %d %s before offset %d: %d of them hash like another one (more than %d "
+                        "colliding or repeated keys would make decoding take quadratic time)"
+                        % ("dict" if is_dict else "set", len(keys), "keys" if is_dict else "elements",
+                           pos, shared, MAX_SHARED_HASHES))
+
+
 def decode(buf, channel_factory=None):
     """Decode one body (all of ``buf``: bytes, bytearray or memoryview).
 
@@ -595,6 +614,8 @@ def _decode(buf, pos, factory):
                     val = items
                 else:
                     try:
+                        if kind is not tuple and len(items) > MAX_SHARED_HASHES:
+                            _check_hashes(items, kind is _mkdict, pos)
                         val = kind(items)
                     except TypeError:
                         raise LoadError("unhashable dict key or set element before offset %d"

@@ -5,16 +5,22 @@ returns at once as for every other transport; frames sent meanwhile wait in
 memory and go out right behind the boot payload. With ``installvia=ID`` the
 server is first started inside gateway ID, with a fresh random token, and lives
 as long as the gateway made through it (or gateway ID, if that ends first).
+With ``tls`` or ``tls_ca=PATH`` the connection is TLS; after the handshake a
+relay thread (server.TlsRelay) does all TLS reads and writes, and the gateway
+talks to it over a socket pair, because one SSL connection must not be read
+and written by two threads at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import os
 import secrets
 import shlex
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -41,8 +47,8 @@ if TYPE_CHECKING:
     from ..group import Group
 
 WILDCARDS = ("", "0.0.0.0", "::")
-# opens the connection: (transport, deadline) -> (connected socket, "HOST:PORT", token)
-Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, bytes]]
+# opens the connection: (transport, deadline) -> (connected socket, host, port, token)
+Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, int, bytes]]
 
 
 def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stream, None]:
@@ -55,6 +61,7 @@ def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tup
                          f"Python; run the server with the interpreter you want")
     timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
     opener: Opener
+    tls = None
     if spec.installvia is not None:
         if spec.installvia not in group:
             raise GatewayStartError(
@@ -66,9 +73,10 @@ def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tup
         assert isinstance(spec.socket, str)  # XSpec checked it
         host, port = parse_hostport(spec.socket)
         token = read_token(spec, what)
+        tls = client_tls_context(spec, what)
         opener = _direct_opener(host, port, token, what)
     config = far_config(spec, gateway_id, debug)
-    return SocketClientTransport(opener, bootstrap.boot_bytes(config), timeout, what), None
+    return SocketClientTransport(opener, bootstrap.boot_bytes(config), timeout, what, tls), None
 
 
 def read_token(spec: XSpec, what: str) -> bytes:
@@ -90,15 +98,37 @@ def read_token(spec: XSpec, what: str) -> bytes:
     return token
 
 
+def client_tls_context(spec: XSpec, what: str) -> ssl.SSLContext | None:
+    """With ``tls`` or ``tls_ca=PATH``: a context that checks the server's certificate and host name
+    against the system's certificate authorities, or against the ones in PATH."""
+    if not spec.tls and spec.tls_ca is None:
+        return None
+    if spec.tls_ca is not None:
+        cafile = str(Path(spec.tls_ca).expanduser())
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+        except OSError as exc:  # ssl.SSLError too
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise GatewayStartError(f"{what}: cannot read tls_ca {cafile!r}: {reason}; it must hold the PEM "
+                                    f"certificate of the authority that signed the server's") from exc
+    else:
+        context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class SocketClientTransport(SocketStream):
     """A SocketStream whose connection is made by the first read (in the gateway's reader thread)."""
 
     sock: socket.socket | None  # type: ignore[assignment]  # None until the far Python is reached
 
-    def __init__(self, opener: Opener, boot: bytes, timeout: float, what: str) -> None:
+    def __init__(self, opener: Opener, boot: bytes, timeout: float, what: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.closed = False
         self.sock = None
         self.address: str | None = None
+        self._tls = tls
+        self._relay: server.TlsRelay | None = None
         self._opener = opener
         self._boot = boot
         self._timeout = timeout
@@ -121,19 +151,24 @@ class SocketClientTransport(SocketStream):
         deadline = time.monotonic() + self._timeout
         sock: socket.socket | None = None
         try:
-            sock, address, token = self._opener(self, deadline)
-            self.address = address
-            client_nonce, server_nonce = client_handshake(sock, token, deadline, f"{self._what}: {address}")
+            sock, host, port, token = self._opener(self, deadline)
+            address = self.address = server.format_address(host, port)
+            binding = b""
+            if self._tls is not None:
+                sock = tls_connect(sock, self._tls, host, deadline, f"{self._what}: {address}")
+                self._connecting = sock
+                self._check_not_closed()
+                binding = server.certificate_binding(sock.getpeercert(binary_form=True) or b"")
+            answer = client_handshake(sock, token, binding, deadline, f"{self._what}: {address}")
             self._check_not_closed()
-            answer = server.proof(token, b"client", client_nonce, server_nonce)
             stage1 = bootstrap.stage1().encode("utf-8")
             with self._state:
                 _settimeout(sock, deadline)
                 sock.sendall(answer + server.LENGTH.pack(len(stage1)) + stage1 + self._boot
                              + b"".join(self._pending or ()))
                 self._pending = None
-                self.sock = sock
-            read_verdict(sock, deadline, f"{self._what}: the server at {address}")
+                self.sock = self._start_relay(sock) if self._tls is not None else sock
+            read_verdict(self.sock, deadline, f"{self._what}: the server at {address}")
         except socket.timeout:  # noqa: UP041 - the builtin TimeoutError is a different class before 3.10
             raise GatewayStartError(f"{self._what}: no complete handshake with the socket server within "
                                     f"{self._timeout:g} seconds; set //timeout=SECONDS to wait longer") from None
@@ -150,6 +185,21 @@ class SocketClientTransport(SocketStream):
                     if sock is not None:
                         sock.close()
         self._answer_deadline = deadline
+
+    def _start_relay(self, tls: socket.socket) -> socket.socket:
+        """The gateway's end of a socket pair whose other end a relay thread connects to ``tls``."""
+        near, far = socket.socketpair()
+        relay = self._relay = server.TlsRelay(tls, far.fileno(), far.fileno(), lambda: _shutdown_write(far))
+
+        def run() -> None:
+            try:
+                relay.run()
+            finally:
+                tls.close()
+                far.close()
+
+        threading.Thread(target=run, name=f"execwire-tls-{self.address}", daemon=True).start()
+        return near
 
     def _read_first_answer(self, view: memoryview) -> int:
         """The far Python's first bytes, within the start-up deadline."""
@@ -218,9 +268,16 @@ class SocketClientTransport(SocketStream):
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading; close() alone does not
             self.sock.close()
+        if self._relay is not None:
+            self._relay.stop()
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 def _settimeout(sock: socket.socket, deadline: float) -> None:
@@ -262,35 +319,72 @@ def connect(host: str, port: int, deadline: float, transport: SocketClientTransp
     raise HostNotFound(f"{what}: cannot reach {address}: {reason}") from error
 
 
-def client_handshake(sock: socket.socket, token: bytes, deadline: float, who: str) -> tuple[bytes, bytes]:
-    """Send our hello and check the server's proof; return (client nonce, server nonce).
+def tls_connect(sock: socket.socket, context: ssl.SSLContext, host: str, deadline: float,
+                who: str) -> ssl.SSLSocket:
+    """The TLS handshake over ``sock``, with the certificate checked; errors say what to do."""
+    try:
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    except (OSError, ValueError) as exc:
+        sock.close()
+        raise GatewayStartError(f"{who}: cannot start TLS: {exc}") from exc
+    try:
+        _settimeout(tls, deadline)
+        tls.do_handshake()
+    except ssl.SSLCertVerificationError as exc:
+        tls.close()
+        raise AuthenticationError(
+            f"{who}: the server's TLS certificate is not trusted: {exc.verify_message}; name the certificate "
+            f"authority that signed it with //tls_ca=PATH (and connect to a name or address the certificate "
+            f"lists)") from exc
+    except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
+        tls.close()
+        raise GatewayStartError(f"{who} closed the connection during the TLS handshake; the server's log says "
+                                f"why (it may be busy, or not have been started with --tls-cert)") from exc
+    except ssl.SSLError as exc:
+        tls.close()
+        raise GatewayStartError(f"{who}: the TLS handshake failed: {exc.reason or exc}; was the server started "
+                                f"with --tls-cert? (without it, drop //tls from the spec)") from exc
+    except BaseException:
+        tls.close()
+        raise
+    return tls
 
-    If the server's proof is wrong, ours is sent anyway so the server logs the
-    mismatch, and AuthenticationError is raised: we never send code to a server
-    that does not know the token.
+
+@functools.lru_cache(maxsize=8)
+def token_powers(token: bytes) -> server.TokenPowers:
+    """What SPAKE2 derives from the token, once per token: it costs about as much as the rest of a handshake."""
+    return server.TokenPowers(token)
+
+
+def client_handshake(sock: socket.socket, token: bytes, binding: bytes, deadline: float, who: str) -> bytes:
+    """Run SPAKE2 with the server; return our confirmation, to send only now that the server's checked out.
+
+    If the server's confirmation is wrong, we close the connection without sending ours, and raise
+    AuthenticationError: a server that does not know the token learns nothing it could test guesses of
+    the token against, and gets no code.
     """
-    client_nonce = os.urandom(server.NONCE_SIZE)
+    exchange = server.Spake2(token_powers(token), b"client")
     _settimeout(sock, deadline)
-    sock.sendall(server.MAGIC + bytes([server.VERSION]) + client_nonce)
+    sock.sendall(server.MAGIC + bytes([server.VERSION]) + exchange.message)
     head = _recv_exact(sock, len(server.MAGIC) + 2, deadline, who)
     if head[:len(server.MAGIC)] != server.MAGIC:
         raise GatewayStartError(f"{who} is not an execwire socket server: it answered {head!r}")
     if head[-1] != server.OK:
         raise GatewayStartError(f"{who} refused us: {_read_reason(sock, deadline, who)}")
-    server_nonce = _recv_exact(sock, server.NONCE_SIZE, deadline, who)
-    server_proof = _recv_exact(sock, server.PROOF_SIZE, deadline, who)
-    if not hmac.compare_digest(server_proof, server.proof(token, b"server", client_nonce, server_nonce)):
-        try:
-            sock.sendall(server.proof(token, b"client", client_nonce, server_nonce))
-            sock.settimeout(1.0)
-            sock.recv(1)
-        except OSError:
-            pass
+    server_message = _recv_exact(sock, server.ELEMENT_SIZE, deadline, who)
+    server_confirmation = _recv_exact(sock, server.CONFIRM_SIZE, deadline, who)
+    try:
+        ours, expected = exchange.confirmations(server_message, binding)
+    except ValueError as exc:
+        sock.close()
+        raise AuthenticationError(f"{who}: the server's handshake is invalid: {exc}") from None
+    if not hmac.compare_digest(server_confirmation, expected):
         sock.close()
         raise AuthenticationError(
-            f"{who}: authentication failed: the server's token differs from ours; use the token the "
-            f"server was started with ({server.TOKEN_ENV} or //token_file=PATH)")
-    return client_nonce, server_nonce
+            f"{who}: authentication failed: the server could not prove it knows our token, so its token "
+            f"differs from ours (or it is not our server); use the token the server was started with "
+            f"({server.TOKEN_ENV} or //token_file=PATH)")
+    return ours
 
 
 def read_verdict(sock: socket.socket, deadline: float, who: str) -> None:
@@ -323,23 +417,22 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float, who: str) -> by
 
 # -- the two ways to open the connection ---------------------------------------------
 def _direct_opener(host: str, port: int, token: bytes, what: str) -> Opener:
-    def open_direct(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, bytes]:
+    def open_direct(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, int, bytes]:
         if port == 0:
             raise HostNotFound(f"{what}: port 0 is not a server's port; use the port it printed")
-        return connect(host, port, deadline, transport, what), server.format_address(host, port), token
+        return connect(host, port, deadline, transport, what), host, port, token
 
     return open_direct
 
 
 def _installvia_opener(host_gateway: Gateway, bind: tuple[str, int], what: str) -> Opener:
-    def open_via(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, bytes]:
+    def open_via(transport: SocketClientTransport, deadline: float) -> tuple[socket.socket, str, int, bytes]:
         token = secrets.token_hex(32)
         control, (bound_host, port) = install_server(host_gateway, bind, token, deadline, what)
         transport.on_close(control.close)
         try:
             host = reachable_host(bound_host, host_gateway)
-            return (connect(host, port, deadline, transport, what), server.format_address(host, port),
-                    token.encode("utf-8"))
+            return connect(host, port, deadline, transport, what), host, port, token.encode("utf-8")
         except BaseException:
             control.close()
             raise
