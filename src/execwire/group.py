@@ -76,12 +76,27 @@ class Group:
         if spec.execmodel is None and self.remote_execmodel != "thread":
             spec = XSpec(f"{spec}//execmodel={self.remote_execmodel}")
         gateway_id = self._allocate_id(spec)
-        transport, process = transports.start(spec, gateway_id, DEBUG, self)
+        transport, process = transports.start(spec, gateway_id, DEBUG, self._middle(spec, gateway_id))
         gateway = self._gateway_class(transport, spec, gateway_id, process, self)
         with self._lock:
             self._gateways.append(gateway)
         shutdown.track(self)  # interpreter exit ends it, if nothing did before
         return gateway
+
+    def _middle(self, spec: XSpec, gateway_id: str) -> Gateway | None:
+        """The gateway of this group that ``via=`` or ``installvia=`` names (transports get it, not the group)."""
+        if spec.via is not None:
+            if spec.via not in self:
+                raise ValueError(f"via={spec.via!r} in gateway spec {str(spec)!r} names no gateway of this group; "
+                                 f"its gateways are {[gw.id for gw in self]}")
+            return self[str(spec.via)]
+        if spec.installvia is not None:
+            if spec.installvia not in self:
+                raise GatewayStartError(
+                    f"gateway {gateway_id!r} ({spec}): installvia={spec.installvia} names no gateway of this group; "
+                    f"ids: {[gw.id for gw in self]}")
+            return self[str(spec.installvia)]
+        return None
 
     def makegateways(self, specs: Iterable[str | XSpec]) -> list[Gateway]:
         """Start a gateway for every spec side by side; return them once all have answered.

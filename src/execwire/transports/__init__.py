@@ -14,16 +14,16 @@ from ..process import Process
 from ..spec import XSpec
 
 if TYPE_CHECKING:
-    from ..group import Group
+    from ..gateway import Gateway
     from .prefix import Launch
 
 
-def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stream, Process | None]:
-    """Start the far interpreter that ``spec`` describes."""
+def start(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None) -> tuple[Stream, Process | None]:
+    """Start the far interpreter that ``spec`` describes (``middle``: the gateway via= or installvia= names)."""
     if spec.type == "socket" and spec.via is None:
         from .socket import start_socket
 
-        return start_socket(spec, gateway_id, debug, group)
+        return start_socket(spec, gateway_id, debug, middle)
     if spec.type == "socket":
         raise ValueError(f"gateway spec {str(spec)!r}: a socket gateway cannot go via another gateway; "
                          "use socket=HOST:PORT//installvia=ID to start a server there and connect to it")
@@ -31,7 +31,8 @@ def start(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stre
     if spec.via is not None and launch is not None:
         from .via import start_via
 
-        return start_via(spec, gateway_id, debug, group, launch)
+        assert middle is not None  # the group found it
+        return start_via(spec, gateway_id, debug, middle, launch)
     if launch is None:
         from .popen import start_popen
 

@@ -44,14 +44,13 @@ from .command import far_config
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
-    from ..group import Group
 
 WILDCARDS = ("", "0.0.0.0", "::")
 # opens the connection: (transport, deadline) -> (connected socket, host, port, token)
 Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, int, bytes]]
 
 
-def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tuple[Stream, None]:
+def start_socket(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None) -> tuple[Stream, None]:
     """A transport that connects, authenticates and boots in the reader thread."""
     from ..gateway import Gateway
 
@@ -62,13 +61,9 @@ def start_socket(spec: XSpec, gateway_id: str, debug: bool, group: Group) -> tup
     timeout = float(spec.timeout) if spec.timeout is not None else Gateway.startup_timeout
     opener: Opener
     tls = None
-    if spec.installvia is not None:
-        if spec.installvia not in group:
-            raise GatewayStartError(
-                f"{what}: installvia={spec.installvia} names no gateway of this group; "
-                f"ids: {[gw.id for gw in group]}")
+    if middle is not None:  # installvia=: the group found that gateway
         bind = parse_hostport(spec.socket) if isinstance(spec.socket, str) else ("127.0.0.1", 0)
-        opener = _installvia_opener(group[spec.installvia], bind, what)
+        opener = _installvia_opener(middle, bind, what)
     else:
         assert isinstance(spec.socket, str)  # XSpec checked it
         host, port = parse_hostport(spec.socket)

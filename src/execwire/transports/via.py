@@ -30,21 +30,17 @@ from .prefix import Launch
 
 if TYPE_CHECKING:
     from .._far.channel import Item
-    from ..group import Group
+    from ..gateway import Gateway
 
 ITEM_SIZE = 1024 * 1024  # at most this many bytes of frames travel in one relay item
 SIGTERM = int(signal.SIGTERM)  # numbers sent to the relay, which may run elsewhere
 SIGKILL = int(signal.SIGKILL)
 
 
-def start_via(spec: XSpec, gateway_id: str, debug: bool, group: Group,
+def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
               launch: Launch) -> tuple[ChannelTransport, RelayProcess]:
-    """Start ``launch`` on the middle gateway ``spec.via`` and talk to it through a relay channel."""
+    """Start ``launch`` on the middle gateway (the one ``spec.via`` names) and talk to it through a relay channel."""
     via = str(spec.via)
-    if via not in group:
-        raise ValueError(f"via={via!r} in gateway spec {str(spec)!r} names no gateway of this group; "
-                         f"its gateways are {[gw.id for gw in group]}")
-    middle = group[via]
     try:
         channel = middle.remote_exec(relay)
         channel.send({"argv": launch.argv, "self_python": launch.self_python})
