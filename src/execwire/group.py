@@ -163,7 +163,7 @@ class Group:
         side, then those they ran through: when it returns, nothing of the
         group runs any more.
         """
-        atexit.unregister(self._cleanup_atexit)  # registered by the execnet package's groups: done now
+        atexit.unregister(self._cleanup_atexit)  # if the execnet package (or its user) registered it
         budget = 5.0 if timeout is None else max(timeout, 0.0)
         waves = self._waves()
         if shutdown.exiting():
@@ -218,11 +218,9 @@ class Group:
         self.terminate()
 
     def _cleanup_atexit(self) -> None:
-        """What the execnet package registers with atexit for each of its groups, as execnet does.
-
-        execwire's own groups register nothing: shutdown.py ends them all.
-        terminate() unregisters it, so a terminated group leaves no handler behind
-        and can be freed.
+        """What execnet registers with atexit for each group (the execnet package does too, and code
+        written for execnet may). execwire's own groups register nothing (shutdown.py ends them all), and
+        terminate() unregisters it, so a terminated group leaves no handler behind and can be freed.
         """
         self.terminate(timeout=1.0)
 
