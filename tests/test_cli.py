@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import pythons
+from conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -910,6 +911,17 @@ def _far_pid(terminal: Terminal, banner: str) -> str:
     return match.group(1)
 
 
+def _waits_on_terminal(pid: int) -> bool:
+    """True while process ``pid``'s main thread sleeps in a poll (readline waiting for the terminal, once the
+    prompt is out)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            where = wchan.read()
+    except OSError:
+        return False
+    return "poll" in where or "select" in where
+
+
 @pytest.mark.parametrize("far", _some_far_pythons(), ids=lambda interpreter: interpreter.name)
 def test_shell_ctrl_c_interrupts_a_busy_loop_and_a_far_read(shell_env, far):
     terminal = Terminal([*CLI, "shell", f"popen//python={shlex.quote(far.command)}"], shell_env)
@@ -933,7 +945,10 @@ def test_shell_ctrl_c_interrupts_a_busy_loop_and_a_far_read(shell_env, far):
         assert "KeyboardInterrupt" in terminal.read_until(">>> ")
         terminal.write("print('still', n > 0)\n")
         assert "still True" in terminal.read_until(">>> ")
-        terminal.write("\x03")  # at the prompt: this side's KeyboardInterrupt, as python's prompt does
+        # at the prompt: this side's KeyboardInterrupt, as python's prompt does; sent once the shell waits
+        # in its terminal read (the prompt is printed a moment before that, and a loaded machine widens it)
+        wait_until(lambda: _waits_on_terminal(terminal.pid), 10)
+        terminal.write("\x03")
         assert "KeyboardInterrupt" in terminal.read_until(">>> ")
         terminal.write("import sys; sys.exit(4)\n")
         assert terminal.wait() == 4
