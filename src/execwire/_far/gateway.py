@@ -123,13 +123,6 @@ class BaseGateway(object):
             if entered and _done():
                 raise KeyboardInterrupt
 
-    def _lost_error(self):
-        """The error that says the connection is gone (GatewayLostError), whatever ended it."""
-        error = self._connection_error
-        if isinstance(error, GatewayLostError):
-            return error
-        return GatewayLostError("gateway %s: the connection is closed" % (self.id,))
-
     # -- receiving ----------------------------------------------------------
     # One thread at a time reads frames: whoever holds the baton (baton.py has its
     # rules). A thread blocked in receive() takes it and reads its own reply; the
