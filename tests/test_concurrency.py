@@ -727,7 +727,7 @@ def test_send_racing_close_either_raises_or_delivers(pair):
     pair.start_reader(pair.a)
     pair.start_reader(pair.b)
     ours, theirs = pair.channel()
-    paused = Pause(FrameWriter.send_frame, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
+    paused = Pause(FrameWriter.write_frame, when=lambda frame: frame.f_locals["frame"][2] == frames.DATA)
     sending = Outcome(lambda: ours.send("item"), paused.tracer)
     assert paused.reached.wait(5)  # send() passed its closed check and is about to write
     closing = Outcome(ours.close)
@@ -749,7 +749,7 @@ def test_close_wakes_a_sender_blocked_on_flow_control_promptly(pair):
     pair.start_reader(pair.b)
     ours, _theirs = pair.channel()  # nobody receives: no credit comes back
     chunk = b"c" * (1 << 20)
-    paused = Pause(Channel._wait_to_send, "self._credit_waiters.wait(")
+    paused = Pause(Channel._wait_for_credit, "self._credit_waiters.wait(")
 
     def flood() -> None:
         while True:

@@ -25,6 +25,8 @@ from conftest import wait_until
 import execwire
 from execwire._far import frames
 
+pytest_plugins = ["sshd"]
+
 pytestmark = pytest.mark.timeout(90)
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 

@@ -351,7 +351,7 @@ class TwoCores(RuleBasedStateMachine):
                 if answer is not None:
                     (self.to_near if side == FAR else self.to_far).extend(answer)
             elif kind == protocol.CREDIT:
-                event[1]._send_credit += event[2]
+                event[1]._add_credit(event[2])
 
     @rule()
     def open_channel(self) -> None:

@@ -41,7 +41,6 @@ except AttributeError:  # pragma: no cover
 ENDMARKER = object()
 NO_ENDMARKER_WANTED = object()
 _CREDIT_BATCH = CREDIT_BATCH
-CLOSE_WAIT = 5.0  # close() waits at most this long for sends already under way
 _pack_header = frames.HEADER.pack
 _MAGIC = frames.MAGIC
 _DATA = frames.DATA
@@ -58,6 +57,8 @@ class Channel(ChannelState):
     def __init__(self, gateway, core, id):
         ChannelState.__init__(self, core, id)
         self.gateway = gateway
+        self._writer = gateway._writer
+        self._trace = gateway._trace
         self._items = ItemQueue()  # None once a callback takes the items
         self._callback = None
         self._endmarker = NO_ENDMARKER_WANTED
@@ -66,7 +67,6 @@ class Channel(ChannelState):
         self._error = None  # what receivers get after the items: RemoteError, GatewayLostError
         self._lost = None  # the GatewayLostError, once the connection died
         self._credit_waiters = None  # a Condition, made when a sender first has to wait
-        self._sending = 0  # sends between their state check and the end of their write
         self._held = None  # an item taken when Ctrl-C came: the next receive() returns it
 
     def __repr__(self):
@@ -80,52 +80,53 @@ class Channel(ChannelState):
         side even if this process dies right after.
         """
         parts = _encode(item, Channel)
-        size = len(parts[0]) if len(parts) == 1 else wire_size(parts)
+        if len(parts) == 1:
+            payload = parts[0]
+            size = len(payload)
+        else:
+            payload = None
+            size = wire_size(parts)
         if size > frames.MAX_PAYLOAD:
             raise DumpError("cannot send an item of %d bytes on channel %d: the limit is %d bytes per "
                             "item; send it in pieces" % (size, self.id, frames.MAX_PAYLOAD))
         cost = size + MIN_COST
-        lock = self._lock
-        lock.acquire()  # not `with`: this is the hot path
-        credit = self._send_credit
-        # ChannelState._can_send() and _reserve(cost), inlined
-        if (self._local == OPEN and self._remote != CLOSE_RECEIVED and self._lost is None
-                and (credit >= cost or WINDOW - credit < _CREDIT_BATCH)):
-            self._send_credit = credit - cost
-            self._sending += 1  # close() waits for us, so CLOSE never overtakes this item
-            lock.release()
-        else:
-            lock.release()
-            self._wait_to_send(cost)
-        entered = _critical()
-        try:
-            gateway = self.gateway
-            if gateway._trace.enabled:
-                gateway._trace("send", "DATA", self.id, size, "bytes")
-            if size < SMALL_PAYLOAD and len(parts) == 1:
-                gateway._writer.send_frame(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
-            else:
-                gateway._writer.send(_DATA, self.id, parts, size)
-        finally:
-            lock.acquire()
-            self._sending -= 1
-            if self._credit_waiters is not None:
-                self._credit_waiters.notify_all()
-            lock.release()
-            if entered and _done():
-                raise KeyboardInterrupt  # it came while the item was written: the item is sent, whole
+        writer = self._writer
+        lock = writer.lock
+        if self._trace.enabled:
+            self._trace("send", "DATA", self.id, size, "bytes")
+        while True:
+            entered = _critical()
+            try:
+                # The state check, taking credit and the write all happen under the writer's lock:
+                # a CLOSE written after a state change so can never overtake this item.
+                lock.acquire()  # not `with`: this is the hot path
+                try:
+                    outstanding = self._spent - self._granted  # ChannelState._reserve(cost), inlined
+                    if (self._local == OPEN and self._remote != CLOSE_RECEIVED and self._lost is None
+                            and (outstanding + cost <= WINDOW or outstanding < _CREDIT_BATCH)):
+                        self._spent = self._spent + cost
+                        if payload is not None and size < SMALL_PAYLOAD:
+                            writer.write_frame(_pack_header(_MAGIC, _DATA, self.id, size) + payload)
+                        else:
+                            writer.write(_DATA, self.id, parts, size)
+                        return
+                finally:
+                    lock.release()
+            finally:
+                if entered and _done():
+                    raise KeyboardInterrupt  # it came during the write: the item is sent, whole (or not at all)
+            self._wait_for_credit(cost)
 
-    def _wait_to_send(self, cost):
-        """The slow way to start a send: wait for credit, or raise why the channel cannot send."""
+    def _wait_for_credit(self, cost):
+        """Wait until ``cost`` bytes may be sent, or raise why the channel cannot send."""
         with self._lock:
+            if self._credit_waiters is None:
+                self._credit_waiters = threading.Condition(self._lock)
             while True:
                 if self._lost is not None or not self._can_send():
                     raise self._send_error()
-                if self._reserve(cost):
-                    self._sending += 1
+                if self._has_credit(cost):
                     return
-                if self._credit_waiters is None:
-                    self._credit_waiters = threading.Condition(self._lock)
                 self._credit_waiters.wait(1.0)
 
     def _send_error(self):
@@ -137,10 +138,10 @@ class Channel(ChannelState):
         return ChannelClosedError("cannot send on channel %d: it was closed by this side" % self.id)
 
     def _add_credit(self, amount):
-        """The receiver took ``amount`` bytes of items (reader thread)."""
-        with self._lock:
-            self._send_credit += amount
-            if self._credit_waiters is not None:
+        """The receiver took ``amount`` bytes of items (the thread handling events)."""
+        self._granted += amount
+        if self._credit_waiters is not None:  # set before a waiter looks at the credit
+            with self._lock:
                 self._credit_waiters.notify_all()
 
     def _took(self, cost):
@@ -168,16 +169,11 @@ class Channel(ChannelState):
             text = error.formatted if isinstance(error, RemoteError) else str(error)
         with self._lock:
             frame = self._close_frame(text) if self._lost is None else None
-            if self._sending or self._credit_waiters is not None:
-                if self._credit_waiters is None:
-                    self._credit_waiters = threading.Condition(self._lock)
+            if self._credit_waiters is not None:
                 self._credit_waiters.notify_all()  # senders waiting for credit give up now
-                deadline = _clock() + CLOSE_WAIT
-                while self._sending and _clock() < deadline:  # items being written go first
-                    self._credit_waiters.wait(0.05)
         if frame is not None:
             try:
-                self.gateway._send_frame(frame)
+                self.gateway._send_frame(frame)  # after an item being written: that send holds the writer's lock
             except GatewayLostError:
                 pass  # nobody left to tell
         self._end_receiving(None)

@@ -24,7 +24,6 @@ Item: TypeAlias = (
 
 ENDMARKER: Final[object]
 NO_ENDMARKER_WANTED: Final[object]
-CLOSE_WAIT: Final[float]
 
 class Channel(ChannelState):
     RemoteError: type[errors.RemoteError]

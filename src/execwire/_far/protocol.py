@@ -93,7 +93,12 @@ _EMPTY_PAYLOAD = frozenset([frames.CLOSE, frames.LAST, frames.TERMINATE, frames.
 class ChannelState(object):
     """One channel's states and credit; the drivers' Channel classes derive from it.
 
-    Every method here is called with the driver's lock for this channel held.
+    Every method here is called with the driver's lock for this channel held,
+    except the credit counters: ``_spent`` is only written by the one sender at a
+    time that the driver lets write (the threaded driver: the holder of the
+    writer's lock), ``_granted`` only by whoever handles the incoming events. So a
+    sender can check and take credit without the channel's lock, and no update is
+    lost to the other thread.
     """
 
     def __init__(self, protocol, id):
@@ -101,7 +106,8 @@ class ChannelState(object):
         self._protocol = protocol
         self._local = OPEN
         self._remote = OPEN
-        self._send_credit = WINDOW  # bytes we may still send before the peer takes items
+        self._spent = 0  # bytes of items sent (each counting MIN_COST more)...
+        self._granted = 0  # ...and of those the peer said it took: WINDOW beyond this may be outstanding
         self._received_cost = 0  # bytes of items taken but not yet credited back
 
     def _state_name(self):
@@ -118,11 +124,18 @@ class ChannelState(object):
         The receiver credits in batches, so less than a batch outstanding may all
         have been taken: then even an item larger than the window may go.
         """
-        credit = self._send_credit
-        if credit >= cost or WINDOW - credit < CREDIT_BATCH:
-            self._send_credit = credit - cost
+        if self._has_credit(cost):
+            self._spent += cost
             return True
         return False
+
+    def _has_credit(self, cost):
+        outstanding = self._spent - self._granted
+        return outstanding + cost <= WINDOW or outstanding < CREDIT_BATCH
+
+    def _add_credit(self, amount):
+        """The peer took ``amount`` more bytes of our items (a CREDIT event)."""
+        self._granted += amount
 
     def _close_frame(self, error_text=None):
         """The CLOSE or CLOSE_ERROR frame this side owes, or None if it sent one already."""

@@ -239,32 +239,42 @@ class FrameWriter(object):
         lock = self.lock
         lock.acquire()  # not `with`: this is the hot path
         try:
-            if self.broken is not None:
-                raise self.broken
-            if self.owed:
-                frame = b"".join(self.owed) + frame
-                del self.owed[:]
+            self.write_frame(frame)
+        finally:
+            lock.release()
+
+    def write_frame(self, frame):
+        """send_frame() for a caller that holds ``lock`` (and checks a state under it first)."""
+        if self.broken is not None:
+            raise self.broken
+        owed = self.owed
+        if owed:
+            frame = b"".join(owed) + frame
+            del owed[:]
+        try:
             written = self.stream.write(frame)
             if written != len(frame):
                 self._write_rest([frame], written)
         except GatewayLostError as exc:
             self.broken = exc
             raise
-        finally:
-            lock.release()
 
     def send(self, msgtype, channel_id, parts, length):
         """Write one frame of ``length`` payload bytes given as ``parts`` (a list)."""
+        with self.lock:
+            self.write(msgtype, channel_id, parts, length)
+
+    def write(self, msgtype, channel_id, parts, length):
+        """send() for a caller that holds ``lock``."""
         head = _pack_header(_MAGIC, msgtype, channel_id, length)
         if length < SMALL_PAYLOAD:
-            self.send_frame(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
+            self.write_frame(head + parts[0] if len(parts) == 1 else head + b"".join(parts))
             return
-        with self.lock:
-            buffers = [head] + list(parts)
-            if self.owed:
-                buffers.insert(0, b"".join(self.owed))
-                del self.owed[:]
-            self._write_rest(buffers, 0)
+        buffers = [head] + list(parts)
+        if self.owed:
+            buffers.insert(0, b"".join(self.owed))
+            del self.owed[:]
+        self._write_rest(buffers, 0)
 
     def send_raw(self, data):
         """Write bytes that are already frames (or the boot payload)."""
