@@ -427,6 +427,8 @@ class Protocol(object):
                 if start != self._start:
                     self._start = start
                     self.frames_read += 1
+            if start == end and not self._inbox and not self.eof:
+                return  # all of it was items: nothing more to look at
             frame = self._next_frame()
             if frame is None and self._inbox and self._feed():
                 continue
