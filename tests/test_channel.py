@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import collections
 import enum
+import gc
 import threading
 import time
 
@@ -455,3 +456,69 @@ def test_an_item_over_the_size_limit_is_refused_and_the_channel_stays_usable(gw)
         ch.send(b"x" * (frames.MAX_PAYLOAD + 1))
     ch.send(1)
     assert ch.receive(10) == 1
+
+
+# -- channels that become garbage are closed (as execnet does) ------------------------------------------------------
+def test_a_channel_the_controller_drops_is_closed_for_the_far_code(gw):
+    watcher = gw.remote_exec("""
+        sub = channel.receive()
+        got = [item for item in sub]  # ends once the controller's side of sub is gone
+        channel.send(got)
+    """)
+    sub = gw.newchannel()
+    watcher.send(sub)
+    sub.send(1)
+    del sub
+    gc.collect()
+    assert watcher.receive(timeout=10) == [1]
+
+
+def test_a_channel_with_a_callback_gets_its_items_without_being_referenced(gw):
+    got: list[object] = []
+    ended = threading.Event()
+    end = object()
+
+    def callback(item: object) -> None:
+        if item is end:
+            ended.set()
+        else:
+            got.append(item)
+
+    channel = gw.remote_exec("for i in range(3): channel.send(i)")
+    channel.setcallback(callback, endmarker=end)
+    del channel
+    gc.collect()
+    assert ended.wait(10)
+    assert got == [0, 1, 2]
+
+
+def test_channels_dropped_on_both_sides_leave_both_tables(gw):
+    from conftest import wait_until
+
+    baseline = gw.remote_status().numchannels
+    drain = gw.remote_exec("for sub in channel: sub.send('hi')")  # keeps none of them
+    for _ in range(300):
+        sub = gw.newchannel()
+        drain.send(sub)
+        assert sub.receive(timeout=10) == "hi"
+    del sub
+    gc.collect()
+    assert wait_until(lambda: gw.remote_status().numchannels <= baseline + 1, 10), gw.remote_status().numchannels
+    assert len(gw._protocol.live_channels()) <= 3  # drain, and the status channel
+
+
+def test_far_code_that_the_controller_ends_by_dropping_its_channel_reports_nothing(gw):
+    from conftest import wait_until
+
+    seen: list[bytes] = []
+    gw.output_handler = lambda gateway, fd, data: seen.append(data)
+    first = gw.remote_exec("channel.send('started')\nfirst_marker = channel.receive()")
+    assert first.receive(timeout=10) == "started"
+    del first
+    second = gw.remote_exec("channel.send('started')\ntry:\n    channel.receive()\n"
+                            "except EOFError:\n    raise ValueError('failed after the close')")
+    assert second.receive(timeout=10) == "started"
+    del second
+    gc.collect()
+    assert wait_until(lambda: b"failed after the close" in b"".join(seen), 10)  # a real error is still shown
+    assert b"first_marker" not in b"".join(seen)  # the EOFError that the drop caused is not

@@ -291,7 +291,8 @@ def test_two_gateways_over_in_memory_streams_talk_as_over_pipes():
         ours.close()
         with pytest.raises(EOFError):
             theirs.receive(timeout=5)
-        assert wait_until(lambda: ours.id not in made.a._channels and ours.id not in made.b._channels, 5)
+        tables = (made.a._protocol.channels, made.b._protocol.channels)
+        assert wait_until(lambda: all(ours.id not in table for table in tables), 5)
     finally:
         made.close()
 

@@ -277,8 +277,6 @@ def test_execwires_receive_on_a_callback_channel_raises_oserror(gw):
     channel.send(1)
 
 
-@pytest.mark.xfail(strict=True, reason="needs core: a far channel that shipped code drops (garbage) is closed, so "
-                                       "the near iterator ends; execwire keeps every channel in its table")
 def test_a_far_channel_that_shipped_code_drops_is_closed(gw):
     channel = gw.remote_exec("""
         sub = channel.gateway.newchannel()

@@ -140,9 +140,9 @@ def test_data_after_last_is_a_protocol_error_naming_frame_side_and_state():
 ])
 def test_frames_that_the_state_does_not_allow_end_the_connection(first, second, words):
     core = far_core()
-    far_channel(core)
+    channel = far_channel(core)  # the table holds weak references: the driver (here the test) keeps its channels
     feed(core, first)
-    core.channels[1]._local = protocol.LAST_SENT  # keep the channel in the table after the peer's CLOSE
+    channel._local = protocol.LAST_SENT  # keep the channel in the table after the peer's CLOSE
     with pytest.raises(ProtocolError, match=words):
         feed(core, second)
 
@@ -160,14 +160,14 @@ def test_frames_that_the_state_does_not_allow_end_the_connection(first, second, 
 ])
 def test_malformed_control_frames_are_protocol_errors_not_crashes(data, words):
     core = far_core()
-    far_channel(core)
+    _kept = far_channel(core)  # the table holds weak references: the driver keeps its channels
     with pytest.raises(ProtocolError, match=words):
         feed(core, data)
 
 
 def test_a_second_exec_on_a_channel_in_use_is_refused():
     core = far_core()
-    far_channel(core)
+    _kept = far_channel(core)  # the table holds weak references: the driver keeps its channels
     with pytest.raises(ProtocolError, match="is in use"):
         far_channel(core)
 
@@ -215,7 +215,7 @@ def test_credit_returns_in_batches_and_the_sender_waits_beyond_the_window():
 
 def test_references_to_channels_make_them_and_the_table_is_bounded():
     core = far_core(max_channels=5)
-    far_channel(core)
+    _kept = far_channel(core)  # the table holds weak references: the driver keeps its channels
     refs = [_Ref(number) for number in (3, 5, 7)]
     (event,) = feed(core, frame(frames.DATA, 1, b"".join(bytes(p) for p in wire.encode(refs, _Ref))))
     assert [channel.id for channel in event[2]] == [3, 5, 7]
@@ -235,7 +235,7 @@ class _Ref:
 # -- lengths and the end of the stream --------------------------------------------------------------------------
 def test_a_header_claiming_a_gib_allocates_no_more_than_a_bounded_chunk():
     core = far_core()
-    far_channel(core)
+    _kept = far_channel(core)  # the table holds weak references: the driver keeps its channels
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -303,7 +303,7 @@ def test_hostile_frame_sequences_give_events_or_a_protocol_error_never_anything_
     core = near_core() if side == NEAR else far_core()
     try:
         if side == FAR:
-            far_channel(core)
+            _kept = far_channel(core)  # the table holds weak references: the driver keeps its channels
         feed(core, b"".join(chunks), cut)
         core.bytes_read(0)
         core.events()
@@ -334,6 +334,7 @@ class TwoCores(RuleBasedStateMachine):
         self.to_far = bytearray()
         self.to_near = bytearray()
         self.pairs: list[tuple[ChannelState, ChannelState]] = []
+        self.kept: list[ChannelState] = []
         self.sent: dict[tuple[str, int], list[Any]] = {}
         self.got: dict[tuple[str, int], list[Any]] = {}
         self.ended: set[tuple[str, int]] = set()
@@ -352,6 +353,8 @@ class TwoCores(RuleBasedStateMachine):
                     (self.to_near if side == FAR else self.to_far).extend(answer)
             elif kind == protocol.CREDIT:
                 event[1]._add_credit(event[2])
+            elif kind == protocol.EXEC:
+                self.kept.append(event[1])  # a driver holds the channels it serves
 
     @rule()
     def open_channel(self) -> None:
@@ -359,7 +362,9 @@ class TwoCores(RuleBasedStateMachine):
         request = b"".join(bytes(part) for part in wire.encode(("pass", "<x>", None, {})))
         self.to_far.extend(frame(frames.EXEC, ours.id, request))
         self._deliver(FAR, 1000)
-        self.pairs.append((ours, self.far.channels[ours.id]))
+        theirs = self.far.get_channel(ours.id)
+        assert theirs is not None
+        self.pairs.append((ours, theirs))
 
     @precondition(lambda self: self.pairs)
     @rule(index=st.integers(0, 50), value=st.one_of(st.integers(), st.text(max_size=5)),

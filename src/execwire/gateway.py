@@ -11,7 +11,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import shutdown
 from ._far import frames, protocol, wire
@@ -22,12 +22,17 @@ from ._far.streams import Stream
 from .process import Process
 
 if TYPE_CHECKING:
-    from .group import Group
     from .spec import XSpec
 
 DEBUG = bool(os.environ.get("EXECWIRE_DEBUG"))
 logger = logging.getLogger("execwire")
 OutputHandler = Callable[["Gateway", int, bytes], None]
+
+
+class GatewayOwner(Protocol):
+    """What a gateway needs of the Group that made it: to be let go of when it exits."""
+
+    def _unregister(self, gateway: Gateway) -> None: ...
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,7 +90,7 @@ class Gateway(BaseGateway):
     startup_timeout = 60.0
 
     def __init__(self, stream: Stream, spec: XSpec, gateway_id: str,
-                 process: Process | None = None, group: Group | None = None) -> None:
+                 process: Process | None = None, group: GatewayOwner | None = None) -> None:
         super().__init__(stream, gateway_id, Tracer("near " + gateway_id, 2 if DEBUG else None))
         self.spec = spec
         self._process = process

@@ -274,7 +274,7 @@ class _SocketGatewayFactory:
 
         host, port = hostport if hostport is not None else ("127.0.0.1", 0)
         group = gateway._group
-        if group is None or gateway not in group:
+        if not isinstance(group, Group) or gateway not in group:
             raise ValueError(f"gateway {gateway.id!r} is in no group (was it closed?); new_remote needs a live one")
         return group.makegateway(f"socket={format_address(host, port)}//installvia={gateway.id}")
 

@@ -23,6 +23,7 @@ code raised.
 
 import threading
 import time
+from _thread import interrupt_main as _interrupt_main
 
 from . import frames, interrupts
 from .baton import TAKE
@@ -71,6 +72,19 @@ class Channel(ChannelState):
 
     def __repr__(self):
         return "<Channel id=%d %s>" % (self.id, "closed" if self.isclosed() else "open")
+
+    def __del__(self):
+        # Garbage: nobody here can receive from it or send on it any more, so the other side is
+        # told, as if close() had been called (execnet does the same). A channel with a callback
+        # is kept alive by its gateway until its items are through.
+        try:
+            frame = self._protocol._dropped(self)
+            if frame is not None and self._lost is None:
+                self._writer.send_soon(frame)
+        except KeyboardInterrupt:  # an exception in a finalizer is only printed: raise it again later
+            _interrupt_main()
+        except Exception:
+            pass  # the connection is gone, or the interpreter is shutting down
 
     # -- sending ------------------------------------------------------------
     def send(self, item):
@@ -279,6 +293,8 @@ class Channel(ChannelState):
             self._items = None
             self._callback = callback
             self._endmarker = endmarker
+            if not self._receive_closed.is_set():
+                self.gateway._kept[self.id] = self  # the callback needs it, referenced or not
             self._drain_to_callback(items)
 
     def _drain_to_callback(self, items):
@@ -368,6 +384,7 @@ class Channel(ChannelState):
                 self._items.put(ENDMARKER)
             else:
                 self._schedule_end()  # before the flag: waitclose() then waits for the endmarker's callback too
+                self.gateway._kept.pop(self.id, None)  # the queued callbacks hold it now
             self._receive_closed.set()
 
     def _schedule_end(self):

@@ -13,7 +13,7 @@ import threading
 import time
 
 from . import frames, protocol
-from .errors import GatewayLostError, ProtocolError
+from .errors import ChannelClosedError, GatewayLostError, ProtocolError
 from .gateway import BaseGateway, _Queue, format_exception
 
 
@@ -201,7 +201,7 @@ class FarGateway(BaseGateway):
     def _execute(self, channel, source, filename, funcname, kwargs):
         """Run shipped code with ``channel`` in its namespace; return (channel, error text or None)."""
         self._trace("exec on channel", channel.id, filename)
-        error = None
+        error = exc_info = None
         try:
             namespace = {"channel": channel, "__name__": "__channelexec__"}
             code = self._compile(source, filename)
@@ -210,6 +210,10 @@ class FarGateway(BaseGateway):
                 namespace[funcname](channel, **kwargs)
         except BaseException:
             exc_info = sys.exc_info()
+            if _ended_by_close(exc_info[1], channel):
+                self._trace("exec on channel", channel.id, "ended: the other side closed the channel")
+                exc_info = None
+        if exc_info is not None:
             with _traceback_lock:  # shipped sources share a file name: format one at a time
                 _remember_source(filename, source)
                 error = format_exception(exc_info, skip_frames=1)
@@ -235,7 +239,7 @@ class FarGateway(BaseGateway):
         status = {
             "rinfo": rinfo(),
             "numexecuting": running,
-            "numchannels": len(self._channels) - 1,  # not counting the channel of this answer
+            "numchannels": len(self._protocol.live_channels()) - 1,  # not counting the channel of this answer
             "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
         }
         try:
@@ -276,3 +280,12 @@ def _forget_source(filename):
     import linecache
 
     linecache.cache.pop(filename, None)
+
+
+def _ended_by_close(exc, channel):
+    """True if shipped code stopped only because the other side closed (or dropped) its channel.
+
+    Then there is nobody to tell and nothing to report: the code's receive() or
+    send() said so, as it should.
+    """
+    return isinstance(exc, (EOFError, ChannelClosedError)) and channel._remote == protocol.CLOSE_RECEIVED

@@ -75,7 +75,7 @@ class BaseGateway(object):
         self._writer = FrameWriter(stream)
         self._waiter = ReadWaiter(stream)
         self._protocol = protocol.Protocol(self._side, self._make_channel, max_channels)
-        self._channels = self._protocol.channels
+        self._kept = {}  # id -> channel that must live while it has a callback, even if nobody refers to it
         self._trace = trace
         self._channels_lock = threading.Lock()
         self._callback_queue = None
@@ -181,7 +181,7 @@ class BaseGateway(object):
         for ever: then the peer could not forget those channels. Never waits for a
         write under way: the reader must not stop reading because a writer is stuck.
         """
-        if self._writer.owed:
+        if self._writer.owed:  # CLOSE answers, and CLOSEs of channels that became garbage
             try:
                 self._writer.flush_owed(wait=False)
             except GatewayLostError:
@@ -363,7 +363,7 @@ class BaseGateway(object):
         lost = error if error is not None else GatewayLostError("gateway %s was closed" % (self.id,))
         with self._channels_lock:
             self._connection_error = lost
-            channels = list(self._channels.values())
+            channels = self._protocol.live_channels()
         for channel in channels:
             channel._gateway_ended(error, lost)
         if self._callback_queue is not None:

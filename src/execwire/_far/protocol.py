@@ -27,9 +27,14 @@ Limits: a frame's payload is bounded by frames.MAX_PAYLOAD, and a frame larger
 than the read buffer is read into memory that grows with what has arrived (by at
 most LARGE_CHUNK at a time), so a header that lies about its length costs
 nothing; the channel table holds at most ``max_channels`` channels.
+
+The table holds weak references: a channel that nobody here refers to any more
+(garbage) is closed, as if its owner had called close(). The driver calls
+_dropped() from the channel's finalizer and writes the CLOSE it returns.
 """
 
 import struct
+import weakref
 
 from . import frames, wire
 from .errors import Error, ProtocolError
@@ -191,7 +196,7 @@ class Protocol(object):
         self.peer = FAR if side == NEAR else NEAR
         self._factory = channel_factory
         self.max_channels = max_channels
-        self.channels = {}  # id -> channel object; the driver may read it, only the core changes it
+        self.channels = {}  # id -> weak reference to the channel; the driver may read it, only the core changes it
         self._next_id = 1 if side == NEAR else 2  # near side odd ids, far side even ids: never collide
         self._parity = self._next_id & 1
         self._allowed = _SENT_BY_FAR if side == NEAR else _SENT_BY_NEAR
@@ -225,9 +230,18 @@ class Protocol(object):
         self._next_id += 2
         return self._add(channel_id)
 
+    def get_channel(self, channel_id):
+        """The live channel with this id, or None."""
+        ref = self.channels.get(channel_id)
+        return None if ref is None else ref()
+
+    def live_channels(self):
+        """Every channel in the table that is not garbage."""
+        return [channel for channel in (ref() for ref in list(self.channels.values())) if channel is not None]
+
     def channel_for(self, channel_id):
         """The channel a reference in an item names, made if this side does not know it yet."""
-        channel = self.channels.get(channel_id)
+        channel = self.get_channel(channel_id)
         if channel is None:
             if not 0 < channel_id <= 0x7FFFFFFF:
                 raise ProtocolError("the %s side sent a reference to channel %d, which is not a valid id"
@@ -240,12 +254,30 @@ class Protocol(object):
             raise ProtocolError(
                 "the %s side has more than %d channels open on this gateway (the limit; a peer that sends "
                 "that many channel references may be broken or hostile)" % (self.side, self.max_channels))
-        channel = self.channels[channel_id] = self._factory(self, channel_id)
+        channel = self._factory(self, channel_id)
+        self.channels[channel_id] = weakref.ref(channel)
         return channel
 
     def _forget(self, channel):
-        if self.channels.get(channel.id) is channel:
-            del self.channels[channel.id]
+        ref = self.channels.get(channel.id)
+        if ref is not None and ref() is channel:
+            self.channels.pop(channel.id, None)
+
+    def _dropped(self, channel):
+        """``channel`` is garbage (its finalizer runs): forget it; the CLOSE frame we owe, or None.
+
+        Lock-free, as a finalizer may run in any thread at any moment: the table
+        changes by single dict operations, and nobody else holds the channel.
+        """
+        ref = self.channels.get(channel.id)
+        if ref is not None:
+            target = ref()
+            if target is channel or target is None:  # None: the cyclic collector cleared it first
+                self.channels.pop(channel.id, None)
+        if channel._local == CLOSE_SENT:
+            return None
+        channel._local = CLOSE_SENT
+        return _pack_header(_MAGIC, frames.CLOSE, channel.id, 0)
 
     def _unknown_channel(self, msgtype, channel_id):
         """A frame names a channel not in the table: fine if it is one we are done with, else an error.
@@ -414,7 +446,9 @@ class Protocol(object):
                     if frame_end > end:
                         break
                     if channel_id != last_id:
-                        channel = channels.get(channel_id)
+                        channel = channels.get(channel_id)  # a weak reference
+                        if channel is not None:
+                            channel = channel()
                         last_id = channel_id
                     if channel is None or channel._remote != OPEN or channel._local == CLOSE_SENT:
                         break  # the general path below says what is wrong, or drops the item
@@ -566,7 +600,7 @@ class Protocol(object):
         if channel_id == 0:
             raise ProtocolError("the %s side sent %s for channel 0, which no channel has"
                                 % (self.peer, frames.NAMES[msgtype]))
-        channel = self.channels.get(channel_id)
+        channel = self.get_channel(channel_id)
         if channel is None:
             self._unknown_channel(msgtype, channel_id)
             return  # a channel we are done with: frames about it no longer matter

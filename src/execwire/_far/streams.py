@@ -17,6 +17,7 @@ front of the next frame it writes.
 
 import os
 import threading
+from collections import deque
 
 from . import frames
 from .errors import GatewayLostError
@@ -77,6 +78,8 @@ class PipeStream(Stream):
                 raise GatewayLostError("reading from the peer failed: %s" % exc)
 
     def writev(self, buffers):
+        if self.closed:  # its number may belong to another file by now
+            raise GatewayLostError("writing to the peer failed: the connection is closed")
         try:
             if _writev is None:  # PyPy has no os.writev: one buffer per call
                 return os.write(self.write_fd, buffers[0])
@@ -85,6 +88,8 @@ class PipeStream(Stream):
             raise GatewayLostError("writing to the peer failed: %s" % exc)
 
     def write(self, data):
+        if self.closed:
+            raise GatewayLostError("writing to the peer failed: the connection is closed")
         try:
             return os.write(self.write_fd, data)
         except OSError as exc:
@@ -222,8 +227,10 @@ class FrameWriter(object):
     """Writes whole frames to a stream, one at a time, each before its send method returns.
 
     Concurrency: ``lock`` is held for the whole of a frame's writing, so frames
-    never interleave; ``owed`` (answers to the peer's CLOSE frames) is only
-    touched with it held. After a write failed, or a frame was cut short (an
+    never interleave. ``owed`` (small frames to put in front of the next write:
+    answers to the peer's CLOSE, CLOSEs of channels that became garbage) is a
+    deque: anyone may append, even a finalizer that runs while this thread holds
+    the lock; only the holder of the lock takes from it. After a write failed, or a frame was cut short (an
     interrupt while a frame was half written), every later write raises the
     same GatewayLostError: the stream would no longer be a sequence of frames.
     """
@@ -231,7 +238,7 @@ class FrameWriter(object):
     def __init__(self, stream):
         self.stream = stream
         self.lock = threading.Lock()
-        self.owed = []  # complete small frames to put in front of the next write
+        self.owed = deque()  # complete small frames to put in front of the next write
         self.broken = None  # the GatewayLostError every write raises once the stream is unusable
 
     def send_frame(self, frame):
@@ -247,10 +254,8 @@ class FrameWriter(object):
         """send_frame() for a caller that holds ``lock`` (and checks a state under it first)."""
         if self.broken is not None:
             raise self.broken
-        owed = self.owed
-        if owed:
-            frame = b"".join(owed) + frame
-            del owed[:]
+        if self.owed:
+            frame = self._take_owed() + frame
         try:
             written = self.stream.write(frame)
             if written != len(frame):
@@ -272,8 +277,7 @@ class FrameWriter(object):
             return
         buffers = [head] + list(parts)
         if self.owed:
-            buffers.insert(0, b"".join(self.owed))
-            del self.owed[:]
+            buffers.insert(0, self._take_owed())
         self._write_rest(buffers, 0)
 
     def send_raw(self, data):
@@ -283,10 +287,21 @@ class FrameWriter(object):
 
     def owe(self, frame):
         """Put ``frame`` in front of the next write (written at once when many are owed)."""
-        with self.lock:
-            self.owed.append(frame)
-            if len(self.owed) >= 64:
-                self._write_owed()
+        self.owed.append(frame)
+        if len(self.owed) >= 64:
+            with self.lock:
+                if self.owed:
+                    self._write_owed()
+
+    def send_soon(self, frame):
+        """From anywhere, a finalizer too: write ``frame`` now if no write is under way, else after it."""
+        self.owed.append(frame)
+        if self.lock.acquire(False):
+            try:
+                if self.owed and self.broken is None:
+                    self._write_owed()
+            finally:
+                self.lock.release()
 
     def flush_owed(self, wait=True):
         """Write what is owed to the peer now; with ``wait`` False, only if no other write is under way."""
@@ -299,9 +314,15 @@ class FrameWriter(object):
             self.lock.release()
 
     def _write_owed(self):
-        data = b"".join(self.owed)
-        del self.owed[:]
-        self._write_rest([data], 0)
+        self._write_rest([self._take_owed()], 0)
+
+    def _take_owed(self):
+        """All that is owed, as one bytes object (holding the lock; appends meanwhile are kept)."""
+        owed = self.owed
+        parts = []
+        while owed:
+            parts.append(owed.popleft())
+        return b"".join(parts)
 
     def _write_rest(self, buffers, skip):
         """Write every buffer after the first ``skip`` bytes (called holding the lock)."""
