@@ -28,7 +28,7 @@ from _thread import interrupt_main as _interrupt_main
 from . import frames, interrupts
 from .baton import TAKE
 from .errors import ChannelClosedError, GatewayLostError, RemoteError, TimeoutError, _CallbackChannelError
-from .protocol import CLOSE_RECEIVED, CREDIT_BATCH, MIN_COST, OPEN, WINDOW, ChannelState, wire_size
+from .protocol import CLOSE_RECEIVED, CLOSE_SENT, CREDIT_BATCH, MIN_COST, OPEN, WINDOW, ChannelState, wire_size
 from .streams import SMALL_PAYLOAD
 from .sync import Empty, Flag, ItemQueue
 from .wire import DumpError
@@ -78,6 +78,8 @@ class Channel(ChannelState):
         # told, as if close() had been called (execnet does the same). A channel with a callback
         # is kept alive by its gateway until its items are through.
         try:
+            if self._local == CLOSE_SENT and self._remote == CLOSE_RECEIVED:
+                return  # closed by both sides: already forgotten
             frame = self._protocol._dropped(self)
             if frame is not None and self._lost is None:
                 self._writer.send_soon(frame)

@@ -29,6 +29,7 @@ try:
 except AttributeError:  # pragma: no cover
     _clock = time.time
 
+DEBT_DELAY = 0.05  # seconds without anything to read before the reader writes owed CLOSE frames itself
 _ITEM = protocol.ITEM
 _ENDED = protocol.ENDED
 _CREDIT = protocol.CREDIT
@@ -151,7 +152,8 @@ class BaseGateway(object):
                 if baton.hand_over_if_wanted():  # it was left free: a waiting receiver reads now
                     continue
                 if not buffered:
-                    self._pay_debts()
+                    if self._writer.owed and not waiter.readable(DEBT_DELAY):
+                        self._pay_debts()  # a quiet moment: they would otherwise wait for the next write
                     waiter.readable(None)  # without the baton: receivers may read meanwhile
                     if baton.receiver_active() or not lock.acquire(False):
                         continue  # a receiver may be reading it
@@ -175,10 +177,12 @@ class BaseGateway(object):
             baton.hand_over_if_wanted()
 
     def _pay_debts(self):
-        """Before the reader thread sleeps: write the CLOSE answers still owed to the peer.
+        """When the connection is quiet: write the CLOSE frames still owed to the peer.
 
         They wait for the next frame written (no system call of their own), but not
-        for ever: then the peer could not forget those channels. Never waits for a
+        for ever: then the peer could not forget those channels. The reader thread
+        pays them after DEBT_DELAY seconds without anything to read, so a busy
+        conversation (remote_exec after remote_exec) never pays a write for them. Never waits for a
         write under way: the reader must not stop reading because a writer is stuck.
         """
         if self._writer.owed:  # CLOSE answers, and CLOSEs of channels that became garbage

@@ -7,13 +7,15 @@ BaseGateway, builds on; the rest of the driver is left out on purpose.
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from .channel import Channel
 from .protocol import Protocol
 from .streams import ReadWaiter, Stream
 from .sync import Flag
 from .wire import Part
+
+DEBT_DELAY: Final[float]
 
 class Tracer:
     side: str

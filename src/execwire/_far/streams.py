@@ -405,7 +405,9 @@ class ReadWaiter(object):
 
     def readable(self, timeout):
         """False if nothing arrives within ``timeout`` seconds (None: no limit; True when it cannot tell)."""
-        fileno = self.fileno
+        fileno = self._fileno
+        if fileno is None:
+            fileno = self.fileno
         if fileno is None:
             return True
         import select
