@@ -10,10 +10,11 @@ import textwrap
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import shutdown
+from . import _imports_far, shutdown
 from ._far import frames, protocol, wire
 from ._far.channel import Channel
 from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
@@ -232,6 +233,10 @@ class Gateway(BaseGateway):
         ``source`` is a string of code, a module (its source is shipped) or a pure
         function whose first parameter is the channel; ``kwargs`` go to that function.
         """
+        if self.spec.imports == "on" and source is not _imports_far:
+            from . import imports  # forwarding in place before the code runs: one round trip, once
+
+            imports.service(self).wait_ready(self.startup_timeout)
         funcname = None
         if isinstance(source, types.ModuleType):
             import inspect
@@ -262,6 +267,40 @@ class Gateway(BaseGateway):
                 self.wait_ready(self.startup_timeout)
             raise
         return channel
+
+    # -- calls by reference and import forwarding (calls.py, imports.py) ----
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run the importable function ``func(*args, **kwargs)`` on the far side and return its result.
+
+        Its module comes from the far installation or by import forwarding; a far
+        exception raises RemoteError with the far traceback.
+        """
+        from . import calls
+
+        return calls.call_async(self, func, args, kwargs).result()
+
+    def call_async(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Like call(), but return at once with a concurrent.futures.Future of the result.
+
+        The future's done-callbacks run on this gateway's callback thread: they
+        must not wait for this gateway.
+        """
+        from . import calls
+
+        return calls.call_async(self, func, args, kwargs)
+
+    def forward_imports(self, allow: str | Iterable[str] | None = None, deny: str | Iterable[str] | None = None,
+                        timeout: float | None = None) -> None:
+        """Serve the far side the pure-Python modules it lacks, from here, from now on.
+
+        ``allow`` (module names, or a comma-separated string) limits it to those
+        modules and their submodules; ``deny`` excludes some. Waits (one round
+        trip) until the far finder is in place. The spec keys ``imports``,
+        ``imports_allow`` and ``imports_deny`` say the same.
+        """
+        from . import imports
+
+        imports.forward_imports(self, allow, deny, timeout)
 
     def newchannel(self) -> Channel:
         if self._start_error is not None:

@@ -26,6 +26,9 @@ VALUE_KEYS = {
     "token_file": True,
     "max_channels": True,
     "tls_ca": True,
+    "imports": True,
+    "imports_allow": True,
+    "imports_deny": True,
 }
 FLAG_KEYS = ("popen", "dont_write_bytecode", "tls")
 # command prefixes: they wrap the far Python's command line (see transports/prefix.py)
@@ -87,6 +90,9 @@ class XSpec:
     max_channels: str | None = None
     tls: bool | None = None
     tls_ca: str | None = None
+    imports: str | None = None
+    imports_allow: str | None = None
+    imports_deny: str | None = None
 
     def __init__(self, string: str) -> None:
         if not isinstance(string, str):
@@ -154,6 +160,13 @@ class XSpec:
         if self.max_channels is not None and not (self.max_channels.isdigit() and int(self.max_channels) > 0):
             raise ValueError(f"key 'max_channels' needs a whole number above 0, not {self.max_channels!r}, "
                              f"in {spec!r}")
+        if self.imports is not None and self.imports not in ("on", "off", "auto"):
+            raise ValueError(f"key 'imports' must be on, off or auto, not {self.imports!r}, in {spec!r}")
+        for key in ("imports_allow", "imports_deny"):
+            names = getattr(self, key)
+            if names is not None and not all(part.isidentifier() for name in names.split(",")
+                                             for part in name.strip().split(".")):
+                raise ValueError(f"key {key!r} needs comma-separated module names, not {names!r}, in {spec!r}")
         if self.socket is not None or self.installvia is not None:
             self._check_socket()
         for key in ("tls", "tls_ca"):

@@ -1,0 +1,187 @@
+"""Calls by reference: run an importable function on a gateway and get its result back.
+
+The function travels as its module's name and its qualified name; the far side imports the module
+(from its own installation, or from the controller by import forwarding) and calls it. A function of
+``__main__`` comes with the controller's script, imported there as ``__execwire_main__`` (its
+``if __name__ == "__main__":`` block does not run); when the script cannot be read (``python -c``,
+an interactive session, exec'd code), the function's own source is shipped, which must then use no
+global names but modules and builtins. Arguments and results are data that execwire's serializer
+carries (no pickle).
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import inspect
+import os
+import sys
+import textwrap
+import types
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import imports
+from ._far import wire
+from ._far.channel import Channel
+from ._far.errors import Error, RemoteError
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+# what each call ships: tiny, the same every time (the far side keeps its compiled code)
+RUNNER = "import sys; sys.modules['_execwire_service'].run_call(channel)"
+RUNNER_FILE = "<execwire call>"
+
+
+class CallError(ValueError):
+    """The function cannot be called by reference; the message says why and what to do."""
+
+
+def _describe(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+def reference(func: Callable[..., Any]) -> dict[str, Any]:
+    """The part of a call request that names the function; raises CallError for what cannot be named."""
+    target = func
+    if isinstance(func, (classmethod, staticmethod)):
+        target = func.__func__
+    if isinstance(target, types.MethodType):
+        owner = target.__self__
+        if not isinstance(owner, type):
+            raise CallError(f"cannot call {_describe(func)} by reference: it is a method bound to an instance "
+                            f"of {type(owner).__name__}; call a module-level function, a staticmethod or a "
+                            "classmethod, and pass the data it needs as arguments")
+        target = target.__func__
+    name = getattr(target, "__name__", None)
+    qualname = getattr(target, "__qualname__", None)
+    module = getattr(target, "__module__", None)
+    if name == "<lambda>":
+        raise CallError("cannot call a lambda by reference: the far side finds functions by module and "
+                        "name; define it with def at module level")
+    if not isinstance(qualname, str) or not isinstance(module, str):
+        raise CallError(f"cannot call {func!r} by reference: it has no module and qualified name; "
+                        "call a module-level function")
+    if "<locals>" in qualname:
+        closure = getattr(target, "__code__", None)
+        free = f" (it uses {', '.join(closure.co_freevars)} of its enclosing function)" if closure and \
+            closure.co_freevars else ""
+        raise CallError(f"cannot call {qualname} by reference: it is defined inside another function{free}, "
+                        "so the far side cannot import it; define it at module level and pass values as "
+                        "arguments")
+    if module == "__main__":
+        return _main_reference(target, qualname)
+    return {"module": module, "qualname": qualname}
+
+
+def _main_reference(func: Any, qualname: str) -> dict[str, Any]:
+    main = sys.modules.get("__main__")
+    filename = getattr(main, "__file__", None)
+    code = getattr(func, "__code__", None)
+    if filename is not None and os.path.isfile(filename) and code is not None and \
+            os.path.abspath(code.co_filename) == os.path.abspath(filename):
+        return {"module": imports.MAIN_MODULE, "qualname": qualname}
+    return {"snippet": _snippet(func, qualname)}
+
+
+def _snippet(func: Any, qualname: str) -> tuple[str, str, str]:
+    """(source, name, filename) of a __main__ function that ships by itself."""
+    if "." in qualname or not isinstance(func, types.FunctionType):
+        raise CallError(f"cannot call {qualname} by reference: it belongs to __main__, whose script cannot be "
+                        "shipped; move it to a module")
+    try:
+        lines, first_line = inspect.getsourcelines(func)
+    except (OSError, TypeError) as exc:
+        raise CallError(f"cannot call {qualname}: it belongs to __main__ and its source is not available "
+                        f"({exc}); move it to a module") from None
+    from .source import _global_names
+
+    imported: list[str] = []
+    others: list[str] = []
+    for global_name in sorted(_global_names(func.__code__) - set(dir(builtins))):
+        value = func.__globals__.get(global_name)
+        if isinstance(value, types.ModuleType):
+            alias = f" as {global_name}" if value.__name__ != global_name else ""
+            imported.append(f"import {value.__name__}{alias}")
+        else:
+            others.append(global_name)
+    if others:
+        raise CallError(f"cannot call {qualname}: it belongs to __main__, whose script cannot be shipped, and it "
+                        f"uses the global name{'s' if len(others) > 1 else ''} {', '.join(others)}; move it to a "
+                        "module, or import what it needs inside it and pass values as arguments")
+    source = textwrap.dedent("".join(lines))
+    preamble = "; ".join(imported)
+    # the function's lines keep their numbers: the imports go on the lines above it
+    padding = max(first_line - 1, 1)
+    source = preamble + "\n" * padding + source if preamble else "\n" * (first_line - 1) + source
+    return source, func.__name__, func.__code__.co_filename
+
+
+def call_async(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
+    """Start ``func(*args, **kwargs)`` on ``gateway``; the future gets its result or error."""
+    request = reference(func)
+    request.update(batch=False, args=list(args), kwargs=kwargs)
+    return _start(gateway, request, _describe(func))
+
+
+def call_batch(gateway: Gateway, func: Callable[..., Any],
+               items: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> concurrent.futures.Future[Any]:
+    """Start ``func`` on each (args, kwargs) in turn, in one far job; the future gets the list of results."""
+    request = reference(func)
+    request.update(batch=True, items=[[list(args), kwargs] for args, kwargs in items])
+    return _start(gateway, request, _describe(func))
+
+
+def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.futures.Future[Any]:
+    try:
+        wire.encode(request, Channel)
+    except wire.DumpError as exc:
+        raise wire.DumpError(f"the arguments of the call of {what} cannot be sent: {exc}") from None
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+
+    def send(error: Exception | None) -> None:
+        if error is not None:
+            future.set_exception(error)
+            return
+        try:
+            channel = gateway.remote_exec(RUNNER)
+            channel.send(request)
+        except Error as exc:
+            future.set_exception(exc)
+            return
+        channel.setcallback(lambda item: _settle(future, item, channel, what), endmarker=_END)
+
+    imports.service(gateway).when_ready(send)
+    return future
+
+
+_END = object()
+
+
+def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel, what: str) -> None:
+    """Runs on the gateway's callback thread: the answer, or the end of the call's channel."""
+    if future.done():
+        return
+    gateway = channel.gateway
+    if item is _END:  # ended before an answer: the far code raised, or the gateway was lost
+        error: Exception | None = getattr(channel, "_error", None)  # set before the end is scheduled
+        future.set_exception(error if error is not None else Error(
+            f"the call of {what} on gateway {gateway.id!r} ended without a result"))
+        return
+    kind, value = item
+    if kind == "ok":
+        future.set_result(value)
+    else:
+        future.set_exception(wire.DumpError(f"the result of {what} on gateway {gateway.id!r} cannot be sent "
+                                            f"back: {value}"))
+
+
+def call(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+         timeout: float | None = None) -> Any:
+    return call_async(gateway, func, args, kwargs).result(timeout)
+
+
+__all__ = ["CallError", "RemoteError", "call", "call_async", "call_batch", "reference"]

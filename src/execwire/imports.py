@@ -1,0 +1,463 @@
+"""Import forwarding: the controller serves pure-Python modules that a far side lacks.
+
+Per gateway, an ImportService ships ``_imports_far`` once (remote_exec), which puts a finder at the
+end of the far sys.meta_path and opens a service channel back here; its requests are answered on the
+gateway's callback thread from what this interpreter can import (sys.path, outside the standard
+library), narrowed by the gateway's ImportPolicy. Each module goes to a gateway once; with it go the
+modules of the same package that its source imports unconditionally at module level, which the far
+side will certainly ask for next.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _imports_far
+from ._far.channel import Channel
+from ._far.errors import Error, GatewayLostError
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+MAIN_MODULE = _imports_far.MAIN_MODULE
+MAX_FILES = 2000  # data files listed per package
+AHEAD_BYTES = 8 * 1024 * 1024  # at most this much source sent ahead with one answer
+
+
+def _names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    names = tuple(name.strip() for name in value if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a module name (allow and deny list dotted module names)")
+    return names
+
+
+def _covers(prefixes: tuple[str, ...], fullname: str) -> bool:
+    return any(fullname == prefix or fullname.startswith(prefix + ".") for prefix in prefixes)
+
+
+@dataclass(frozen=True)
+class ImportPolicy:
+    """What a gateway may import from the controller.
+
+    ``forward``: False serves nothing (calls still get the controller's __main__ script).
+    ``allow``: if given, only these modules and their submodules; ``deny``: never these
+    (and their submodules), even if allowed. The standard library and compiled modules are
+    never served.
+    """
+
+    forward: bool = True
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] = ()
+
+    @classmethod
+    def make(cls, forward: bool = True, allow: str | Iterable[str] | None = None,
+             deny: str | Iterable[str] | None = None) -> ImportPolicy:
+        return cls(forward, _names(allow), _names(deny) or ())
+
+    def refusal(self, fullname: str) -> str | None:
+        """Why ``fullname`` may not be served, or None."""
+        if _covers(self.deny, fullname):
+            return f"the controller's import policy for this gateway denies it (deny={','.join(self.deny)})"
+        if self.allow is not None and not _covers(self.allow, fullname):
+            return (f"the controller's import policy for this gateway does not allow it "
+                    f"(allow={','.join(self.allow)})")
+        return None
+
+
+# -- finding modules on this side ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Located:
+    """A module as this interpreter would import it."""
+
+    name: str
+    origin: str | None
+    package: bool
+    locations: tuple[str, ...]  # a package's folders
+    source: str | None
+    kind: str  # "source", "compiled", "stdlib", "nosource", "missing"
+
+
+@functools.cache
+def _stdlib_folders() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    folders = {os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib") if key in paths}
+    return tuple(sorted(folders))
+
+
+@functools.cache
+def _site_folders() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(sorted({os.path.realpath(paths[key]) for key in ("purelib", "platlib") if key in paths}))
+
+
+def _in_stdlib(origin: str) -> bool:
+    real = os.path.realpath(origin)
+    if any(real.startswith(folder + os.sep) for folder in _site_folders()):
+        return False
+    return any(real.startswith(folder + os.sep) for folder in _stdlib_folders())
+
+
+def _find_spec(fullname: str, path: list[str] | None) -> importlib.machinery.ModuleSpec | None:
+    """The spec this interpreter would use, without importing anything (not even the parents)."""
+    module = sys.modules.get(fullname)
+    spec = getattr(module, "__spec__", None) if module is not None else None
+    if spec is not None:
+        return spec  # type: ignore[no-any-return]
+    found = importlib.machinery.PathFinder.find_spec(fullname, path)
+    if found is not None:
+        return found
+    for finder in sys.meta_path:  # editable installs and the like add finders of their own
+        if finder in (importlib.machinery.PathFinder, importlib.machinery.BuiltinImporter,
+                      importlib.machinery.FrozenImporter):
+            continue
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            found = find(fullname, path)
+        except Exception:  # a third-party finder that fails is one that does not have it
+            continue
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    return None
+
+
+def locate(fullname: str, parent_locations: tuple[str, ...] | None) -> Located:
+    """Find ``fullname`` here: top-level on sys.path, a submodule in its parent's folders."""
+    top = fullname.partition(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return Located(fullname, None, False, (), None, "stdlib")
+    if fullname == MAIN_MODULE:
+        return _main_script()
+    spec = _find_spec(fullname, list(parent_locations) if parent_locations is not None else None)
+    if spec is None:
+        return Located(fullname, None, False, (), None, "missing")
+    locations = tuple(spec.submodule_search_locations or ())
+    package = spec.submodule_search_locations is not None
+    origin = spec.origin if spec.has_location else None
+    if origin is None:
+        if package:  # a namespace package: nothing to run, only folders
+            return Located(fullname, None, True, locations, "", "source")
+        return Located(fullname, None, False, (), None, "stdlib" if spec.origin in ("built-in", "frozen")
+                       else "nosource")
+    if _in_stdlib(origin):
+        return Located(fullname, origin, package, locations, None, "stdlib")
+    loader = spec.loader
+    if isinstance(loader, importlib.machinery.ExtensionFileLoader) or origin.endswith(
+            tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return Located(fullname, origin, package, locations, None, "compiled")
+    get_source = getattr(loader, "get_source", None)
+    try:
+        source = get_source(fullname) if get_source is not None else None
+    except (ImportError, OSError, SyntaxError, UnicodeDecodeError):
+        source = None
+    if source is None:
+        return Located(fullname, origin, package, locations, None, "nosource")
+    return Located(fullname, origin, package, locations, source, "source")
+
+
+def _main_script() -> Located:
+    main = sys.modules.get("__main__")
+    filename = getattr(main, "__file__", None)
+    if filename is None or not os.path.isfile(filename):
+        return Located(MAIN_MODULE, None, False, (), None, "missing")
+    source = importlib.util.decode_source(Path(filename).read_bytes())
+    return Located(MAIN_MODULE, os.path.abspath(filename), False, (), source, "source")
+
+
+def _distribution(top: str) -> str | None:
+    try:
+        from importlib.metadata import packages_distributions
+
+        names = packages_distributions().get(top)
+    except Exception:
+        return None
+    return names[0] if names else None
+
+
+def refusal_text(located: Located) -> str:
+    """The far ImportError's message for a module that exists here but is not sent."""
+    name = located.name
+    if located.kind == "compiled":
+        top = name.partition(".")[0]
+        dist = _distribution(top) or top
+        return (f"No module named {name!r} on the far side, and execwire cannot forward it: it is a compiled "
+                f"extension module ({located.origin} on the controller) and only pure-Python modules travel; "
+                f"install it on the far side (for example: pip install {dist})")
+    if located.kind == "nosource":
+        return (f"No module named {name!r} on the far side, and execwire cannot forward it: the controller "
+                f"has no source for it ({located.origin}); install it on the far side")
+    return f"No module named {name!r} on the far side"
+
+
+# -- what a module will certainly import next ----------------------------------------------------
+
+def certain_imports(source: str, fullname: str, package: bool) -> list[str]:
+    """Absolute names of what the module's top level imports unconditionally (outside try, if, def)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    here = fullname if package else fullname.rpartition(".")[0]
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                found.extend(".".join(parts[:index]) for index in range(1, len(parts) + 1))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = here.split(".")
+                if node.level - 1 >= len(base_parts) or not here:
+                    continue
+                base = ".".join(base_parts[:len(base_parts) - (node.level - 1)])
+                target = f"{base}.{node.module}" if node.module else base
+            elif node.module:
+                target = node.module
+            else:
+                continue
+            parts = target.split(".")
+            found.extend(".".join(parts[:index]) for index in range(1, len(parts) + 1))
+            found.extend(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
+    return found
+
+
+def _data_files(folder: str) -> list[str]:
+    """A package folder's files other than Python code, as relative posix paths."""
+    files: list[str] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            files.append(Path(root, name).relative_to(folder).as_posix())
+            if len(files) >= MAX_FILES:
+                return files
+    return files
+
+
+# -- one gateway's service ------------------------------------------------------------------------
+
+class ImportService:
+    """Import forwarding and the call runner of one gateway.
+
+    Concurrency: requests are answered on the gateway's callback thread, one at a time
+    (the far side asks one at a time too); ``_lock`` guards the start-up state, which
+    the thread that calls ensure() and the callback thread share.
+    """
+
+    def __init__(self, gateway: Gateway, policy: ImportPolicy) -> None:
+        self.gateway = gateway
+        self.policy = policy
+        self.requests = 0  # requests answered: the round trips imports cost
+        self.sent: set[str] = set()  # modules this gateway was sent
+        self._located: dict[str, Located] = {}
+        self._served_folders: set[str] = set()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._error: Exception | None = None
+        self._waiting: list[Callable[[Exception | None], None]] = []
+        self._started = False
+
+    def start(self) -> None:
+        """Ship the far end (once); readiness is reported to when_ready() callbacks."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        try:
+            channel = self.gateway.remote_exec(_imports_far)
+            channel.send(self.policy.forward)
+        except Error as exc:
+            self._became_ready(exc)
+            return
+        channel.setcallback(self._installed, endmarker=None)
+
+    def _installed(self, item: Any) -> None:
+        if isinstance(item, Channel):
+            item.setcallback(functools.partial(self._answer, item), endmarker=None)
+            self._became_ready(None)
+        elif not self._ready.is_set():  # the exec ended without sending its channel
+            self._became_ready(GatewayLostError(
+                f"gateway {self.gateway.id!r}: the far side of import forwarding did not start"))
+
+    def _became_ready(self, error: Exception | None) -> None:
+        with self._lock:
+            if self._ready.is_set():
+                return
+            self._error = error
+            self._ready.set()
+            waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback(error)
+
+    def when_ready(self, callback: Callable[[Exception | None], None]) -> None:
+        """Call ``callback(None)`` once the far end is in place (now if it is), or with the error."""
+        self.start()
+        with self._lock:
+            if not self._ready.is_set():
+                self._waiting.append(callback)
+                return
+        callback(self._error)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"gateway {self.gateway.id!r}: import forwarding was not in place within "
+                               f"{timeout} seconds")
+        if self._error is not None:
+            raise self._error
+
+    # -- answering ----------------------------------------------------------------------------
+    def _answer(self, channel: Channel, request: Any) -> None:
+        if request is None:
+            return  # the channel ended
+        try:
+            kind, what = request
+            answer: Any = self.find(what) if kind == "find" else self.data(what)
+        except Exception as exc:  # the far import must not wait for an answer that never comes
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        self.requests += 1
+        try:
+            channel.send(answer)
+        except Error:
+            pass
+
+    def _locate(self, fullname: str) -> Located:
+        located = self._located.get(fullname)
+        if located is None:
+            parent, _, _ = fullname.rpartition(".")
+            if parent:
+                parent_located = self._locate(parent)
+                if not parent_located.package:
+                    located = Located(fullname, None, False, (), None, "missing")
+                else:
+                    located = locate(fullname, parent_located.locations)
+            else:
+                located = locate(fullname, None)
+            self._located[fullname] = located
+        return located
+
+    def _may_serve(self, fullname: str) -> str | None:
+        """Why the policy refuses ``fullname`` (the controller's __main__ script is always served)."""
+        if fullname == MAIN_MODULE:
+            return None
+        if not self.policy.forward:
+            return "import forwarding is off for this gateway"
+        return self.policy.refusal(fullname)
+
+    def _record(self, located: Located) -> dict[str, Any]:
+        record: dict[str, Any] = {"source": located.source, "origin": located.origin or f"<{located.name}>",
+                                  "package": located.package}
+        if located.package:
+            folder = os.path.dirname(located.origin) if located.origin else None
+            if folder is not None:
+                self._served_folders.add(os.path.realpath(folder))
+                record["files"] = _data_files(folder)
+        return record
+
+    def find(self, fullname: str) -> dict[str, Any]:
+        """The answer to ("find", fullname): its record and those certain to be wanted next."""
+        refused = self._may_serve(fullname)
+        located = self._locate(fullname)
+        if located.kind in ("missing", "stdlib"):
+            return {fullname: {"missing": True}}
+        if refused is not None:
+            return {fullname: {"refused": f"No module named {fullname!r} on the far side, and execwire does "
+                                          f"not forward it: {refused}"}}
+        if located.kind != "source":
+            return {fullname: {"refused": refusal_text(located)}}
+        answer = {fullname: self._record(located)}
+        self.sent.add(fullname)
+        self._send_ahead(located, answer)
+        return answer
+
+    def _send_ahead(self, first: Located, answer: dict[str, Any]) -> None:
+        top = first.name.partition(".")[0]
+        budget = AHEAD_BYTES
+        todo = [first]
+        while todo:
+            current = todo.pop()
+            assert current.source is not None
+            for name in certain_imports(current.source, current.name, current.package):
+                if name in answer or name in self.sent or name.partition(".")[0] != top:
+                    continue
+                if self._may_serve(name) is not None:
+                    continue
+                located = self._locate(name)
+                if located.kind != "source" or located.source is None or len(located.source) > budget:
+                    continue
+                budget -= len(located.source)
+                answer[name] = self._record(located)
+                self.sent.add(name)
+                todo.append(located)
+
+    def data(self, path: str) -> bytes | None:
+        """A data file of a package this gateway was sent, or None."""
+        real = os.path.realpath(path)
+        if not any(real.startswith(folder + os.sep) for folder in self._served_folders):
+            return None
+        try:
+            return Path(real).read_bytes()
+        except OSError:
+            return None
+
+
+_services_lock = threading.Lock()
+
+
+def service(gateway: Gateway) -> ImportService:
+    """The gateway's ImportService, made (with the policy of its spec) on first use."""
+    existing: ImportService | None = getattr(gateway, "_import_service", None)
+    if existing is not None:
+        return existing
+    with _services_lock:
+        existing = getattr(gateway, "_import_service", None)
+        if existing is None:
+            existing = ImportService(gateway, spec_policy(gateway))
+            gateway._import_service = existing  # type: ignore[attr-defined]
+    return existing
+
+
+def spec_policy(gateway: Gateway) -> ImportPolicy:
+    spec = gateway.spec
+    mode = getattr(spec, "imports", None)
+    if mode not in (None, "on", "off", "auto"):
+        raise ValueError(f"imports={mode} in gateway spec {str(spec)!r}: use on, off or auto")
+    return ImportPolicy.make(mode != "off", getattr(spec, "imports_allow", None),
+                             getattr(spec, "imports_deny", None))
+
+
+def forward_imports(gateway: Gateway, allow: str | Iterable[str] | None = None,
+                    deny: str | Iterable[str] | None = None, timeout: float | None = None) -> ImportService:
+    """Turn import forwarding on for ``gateway`` now, with this policy; wait until it is in place."""
+    policy = ImportPolicy.make(True, allow, deny)
+    with _services_lock:
+        existing: ImportService | None = getattr(gateway, "_import_service", None)
+        if existing is not None and existing.policy != policy:
+            if existing._started:
+                raise RuntimeError(f"gateway {gateway.id!r} forwards imports already with {existing.policy}; "
+                                   "the policy is set once per gateway, before its first call")
+            existing.policy = policy
+        if existing is None:
+            existing = ImportService(gateway, policy)
+            gateway._import_service = existing  # type: ignore[attr-defined]
+    existing.wait_ready(gateway.startup_timeout if timeout is None else timeout)
+    return existing
