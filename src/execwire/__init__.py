@@ -17,8 +17,11 @@ from ._far.errors import (
     TimeoutError,
 )
 from ._far.wire import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
+from .calls import CallError
+from .executor import Executor
 from .gateway import Gateway, RemoteStatus, RInfo
 from .group import Group, PopenGateway, SocketGateway, SshGateway, default_group, makegateway, set_execmodel
+from .imports import ImportPolicy
 from .multi import MultiChannel
 from .spec import XSpec
 
@@ -26,17 +29,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CallError",
     "CallbackError",
     "Channel",
     "ChannelClosedError",
     "DataFormatError",
     "DumpError",
     "Error",
+    "Executor",
     "Gateway",
     "GatewayLostError",
     "GatewayStartError",
     "Group",
     "HostNotFound",
+    "ImportPolicy",
     "LoadError",
     "MultiChannel",
     "PopenGateway",

@@ -156,6 +156,20 @@ class Group:
         channels: list[Channel] = [gw.remote_exec(source, **kwargs) for gw in self]
         return MultiChannel(channels)
 
+    def map(self, func: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1,
+            max_workers: int | None = None) -> list[Any]:
+        """``list(map(func, items))`` with the calls spread over this group's gateways (an Executor's map).
+
+        ``func`` must be importable (see Gateway.call); the gateways stay up.
+        """
+        from .executor import Executor
+
+        executor = Executor(self, max_workers=max_workers)
+        try:
+            return list(executor.map(func, *iterables, chunksize=chunksize))
+        finally:
+            executor.shutdown()
+
     def terminate(self, timeout: float | None = None) -> None:
         """Exit every gateway; after ``timeout`` seconds the far processes are killed.
 

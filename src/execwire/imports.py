@@ -288,15 +288,16 @@ class ImportService:
         except Error as exc:
             self._became_ready(exc)
             return
-        channel.setcallback(self._installed, endmarker=None)
+        channel.setcallback(functools.partial(self._installed, channel), endmarker=None)
 
-    def _installed(self, item: Any) -> None:
+    def _installed(self, channel: Channel, item: Any) -> None:
         if isinstance(item, Channel):
             item.setcallback(functools.partial(self._answer, item), endmarker=None)
             self._became_ready(None)
-        elif not self._ready.is_set():  # the exec ended without sending its channel
-            self._became_ready(GatewayLostError(
-                f"gateway {self.gateway.id!r}: the far side of import forwarding did not start"))
+        elif not self._ready.is_set():  # the exec ended without sending its channel: say why
+            error = self.gateway._start_error or getattr(channel, "_error", None) or GatewayLostError(
+                f"gateway {self.gateway.id!r}: the far side of import forwarding did not start")
+            self._became_ready(error)
 
     def _became_ready(self, error: Exception | None) -> None:
         with self._lock:
