@@ -227,6 +227,34 @@ def run_call(channel):
         channel.send(("unsendable", str(exc)))
 
 
+def serve_calls(channel):
+    """Run the calls that arrive on the channel one after another, answering each in order.
+
+    An Executor's slot sends its next call while this one runs, so no round trip is
+    waited for between calls; the answers are ("ok", result), ("raised", traceback text)
+    or ("unsendable", text).
+    """
+    import traceback
+
+    for request in channel:
+        try:
+            func = _resolve(request)
+            if request["batch"]:
+                answer = ("ok", [func(*args, **kwargs) for args, kwargs in request["items"]])
+            else:
+                answer = ("ok", func(*request["args"], **request["kwargs"]))
+        except BaseException:  # KeyboardInterrupt and SystemExit too: they end this call only
+            kind, exc, tb = sys.exc_info()
+            answer = ("raised", "".join(traceback.format_exception(kind, exc, tb.tb_next)))
+            del tb
+        try:
+            channel.send(answer)
+        except Exception as exc:
+            if exc.__class__.__name__ != "DumpError":
+                raise
+            channel.send(("unsendable", str(exc)))
+
+
 def _resolve(request):
     snippet = request.get("snippet")
     if snippet is not None:
@@ -267,6 +295,7 @@ def install(channel):
     service = channel.gateway.newchannel()
     module = types.ModuleType(SERVICE_MODULE)
     module.run_call = run_call
+    module.serve_calls = serve_calls
     finder = ForwardingFinder(service, channel.receive())  # True: forward imports; False: only __main__
     sys.meta_path.append(finder)
     module.finder = finder

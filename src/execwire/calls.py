@@ -179,6 +179,50 @@ def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel,
                                             f"back: {value}"))
 
 
+STREAM_RUNNER = "import sys; sys.modules['_execwire_service'].serve_calls(channel)"
+
+
+class CallStream:
+    """A far loop that runs calls one after another, in the order sent (an Executor's slot).
+
+    A call may be sent before the ones ahead of it have finished, so the far side
+    finds its next call waiting instead of a round trip; answers come in order.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        imports.service(gateway).wait_ready(gateway.startup_timeout)
+        self.channel = gateway.remote_exec(STREAM_RUNNER)
+
+    def send(self, func: Callable[..., Any], args: Any, kwargs: dict[str, Any], batch: bool) -> None:
+        """Send a call (``batch``: ``args`` is a list of (args, kwargs)); DumpError if they cannot travel."""
+        request = reference(func)
+        if batch:
+            request.update(batch=True, items=[[list(each), each_kwargs] for each, each_kwargs in args])
+        else:
+            request.update(batch=False, args=list(args), kwargs=kwargs)
+        try:
+            self.channel.send(request)
+        except wire.DumpError as exc:
+            raise wire.DumpError(f"the arguments of the call of {_describe(func)} cannot be sent: {exc}") from None
+
+    def receive(self, func: Callable[..., Any]) -> Any:
+        """The result of the oldest call sent; its far exception as RemoteError."""
+        kind, value = self.channel.receive()
+        if kind == "ok":
+            return value
+        if kind == "raised":
+            raise RemoteError(value, self.gateway.id, self.channel.id)
+        raise wire.DumpError(f"the result of {_describe(func)} on gateway {self.gateway.id!r} cannot be sent "
+                             f"back: {value}")
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Error:
+            pass
+
+
 def call(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
          timeout: float | None = None) -> Any:
     return call_async(gateway, func, args, kwargs).result(timeout)

@@ -65,11 +65,14 @@ class Executor(concurrent.futures.Executor):
     (default 1: calls must be idempotent to be retried; 0 turns it off). An exception
     the function raises is never retried. ``progress(done, submitted)`` is called after
     each call ends, from a worker thread. ``replace``: start a lost gateway again from
-    its spec (default True).
+    its spec (default True). ``prefetch``: calls sent to a slot ahead of the one it
+    runs (default 1), so tiny calls do not wait a round trip each; they count as
+    lost with the gateway, like the running one.
     """
 
     def __init__(self, gateways: Group | Iterable[str | XSpec], max_workers: int | None = None,
-                 retries: int = 1, progress: Progress | None = None, replace: bool = True) -> None:
+                 retries: int = 1, progress: Progress | None = None, replace: bool = True,
+                 prefetch: int = 1) -> None:
         if isinstance(gateways, Group):
             self.group = gateways
             self._own_group = False
@@ -94,6 +97,7 @@ class Executor(concurrent.futures.Executor):
         self.max_workers = max_workers
         self.retries = retries
         self.replace = replace
+        self.prefetch = prefetch
         self._progress = progress
         self._lanes = lanes
         self._queue: collections.deque[_Work] = collections.deque()
@@ -198,51 +202,95 @@ class Executor(concurrent.futures.Executor):
             self.group.terminate(timeout=5.0)
 
     # -- the slots ------------------------------------------------------------------------------
-    def _next(self) -> _Work | None:
+    def _next(self, block: bool = True) -> _Work | None:
+        """The next work to start (its future marked running); None once shut down, or if none waits."""
         with self._cond:
             while True:
-                if self._queue:
-                    return self._queue.popleft()
-                if self._shutdown:
+                while self._queue:
+                    work = self._queue.popleft()
+                    if work.started:
+                        return work
+                    if work.future.set_running_or_notify_cancel():
+                        work.started = True
+                        return work
+                if self._shutdown or not block:
                     return None
                 self._cond.wait()
 
     def _slot(self, lane: _Lane) -> None:
+        """Run work on the lane's gateway, a call ahead: the next one waits there while this one runs."""
+        stream: calls.CallStream | None = None
+        generation = -1
+        inflight: collections.deque[_Work] = collections.deque()
         while True:
             work = self._next()
             if work is None:
+                if stream is not None:
+                    stream.close()
                 return
-            if not work.started:
-                if not work.future.set_running_or_notify_cancel():
-                    continue  # cancelled while it waited
-                work.started = True
-            with lane.lock:
-                closed, gateway, generation = lane.closed, lane.gateway, lane.generation
-            if closed:
-                self._requeue(work, None)
-                return
+            inflight.append(work)
             try:
-                if work.batch:
-                    result = calls.call_batch(gateway, work.func, work.args).result()
-                else:
-                    result = calls.call_async(gateway, work.func, work.args, work.kwargs).result()
-            except GatewayStartError as exc:  # it never ran: no retry is used up
-                self._requeue(work, exc)
+                with lane.lock:
+                    closed = lane.closed
+                    if stream is None or generation != lane.generation:
+                        gateway, generation = lane.gateway, lane.generation
+                        stream = None
+                if closed:
+                    self._requeue(inflight.popleft(), None)
+                    return
+                if stream is None:
+                    stream = calls.CallStream(gateway)
+                self._send(stream, inflight, inflight[0])
+                while inflight:
+                    while len(inflight) <= self.prefetch:
+                        extra = self._next(block=False)
+                        if extra is None:
+                            break
+                        inflight.append(extra)
+                        self._send(stream, inflight, extra)
+                    if not inflight:
+                        break
+                    oldest = inflight[0]
+                    try:
+                        result = stream.receive(oldest.func)
+                    except (GatewayLostError, GatewayStartError):
+                        raise
+                    except BaseException as exc:
+                        inflight.popleft()
+                        self._settle(oldest, exc)
+                        continue
+                    inflight.popleft()
+                    lane.failures = 0
+                    self._settle(oldest, None, result)
+                if stream.channel.isclosed():  # the far loop ended (it should not): a new one next time
+                    stream = None
+            except (GatewayLostError, GatewayStartError) as exc:
+                self._lost(inflight, exc)
+                inflight.clear()
+                stream = None
                 self._replace(lane, generation, exc)
+
+    def _send(self, stream: calls.CallStream, inflight: collections.deque[_Work], work: _Work) -> None:
+        """Send ``work`` (last of ``inflight``); arguments that cannot travel fail it at once."""
+        try:
+            stream.send(work.func, work.args, work.kwargs, work.batch)
+        except (GatewayLostError, GatewayStartError):
+            raise
+        except BaseException as exc:
+            inflight.pop()
+            self._settle(work, exc)
+
+    def _lost(self, inflight: collections.deque[_Work], error: BaseException) -> None:
+        """The gateway went away with these calls sent: run them elsewhere, or fail them."""
+        for work in reversed(inflight):  # requeued at the front: the oldest ends up first
+            if isinstance(error, GatewayStartError):
+                self._requeue(work, error)  # it never ran: no retry is used up
                 continue
-            except GatewayLostError as exc:
-                work.attempts += 1
-                if work.attempts > self.retries:
-                    self._settle(work, exc)
-                else:
-                    self._requeue(work, exc)
-                self._replace(lane, generation, exc)
-                continue
-            except BaseException as exc:
-                self._settle(work, exc)
-                continue
-            lane.failures = 0
-            self._settle(work, None, result)
+            work.attempts += 1
+            if work.attempts > self.retries:
+                self._settle(work, error)
+            else:
+                self._requeue(work, error)
 
     def _settle(self, work: _Work, error: BaseException | None, result: Any = None) -> None:
         if error is not None:
