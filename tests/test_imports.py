@@ -9,61 +9,15 @@ from __future__ import annotations
 
 import sys
 import sysconfig
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from forwarding import Packages, write_shop
 from pythons import matrix
 
 import execwire
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Packages:
-    """Writes modules into a folder that is on this process's sys.path while the test runs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def write(self, relative: str, text: str = "") -> Path:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-
-@pytest.fixture
-def packages(tmp_path: Path) -> Iterator[Packages]:
-    root = tmp_path / "controller-only"
-    root.mkdir()
-    sys.path.insert(0, str(root))
-    try:
-        yield Packages(root)
-    finally:
-        sys.path.remove(str(root))
-        for name, module in list(sys.modules.items()):
-            if str(getattr(module, "__file__", None) or "").startswith(str(root)):
-                del sys.modules[name]
-
-
-def write_shop(packages: Packages) -> None:
-    packages.write("shop/__init__.py", """\
-        from . import prices
-        from .stock import count
-        NAME = "shop"
-        """)
-    packages.write("shop/prices.py", """\
-        from shop.util.money import cents
-        def price(item):
-            return cents(len(item))
-        """)
-    packages.write("shop/stock.py", "def count():\n    return 3\n")
-    packages.write("shop/util/__init__.py")
-    packages.write("shop/util/money.py", "def cents(n):\n    return n * 100\n")
-    packages.write("shop/later.py", "from . import prices\nWHEN = 'later'\n")
-    packages.write("shop/data/greeting.txt", "hello from the controller\n")
+pytest_plugins = ["forwarding"]
 
 
 def test_package_submodules_relative_imports_and_data(gw: execwire.Gateway, packages: Packages) -> None:
