@@ -24,6 +24,8 @@ from .spec import XSpec
 
 Progress = Callable[[int, int], object]
 START_ATTEMPTS = 3  # a lost gateway is started again from its spec at most this many times in a row
+FAST_CALL = 0.002  # seconds: calls quicker than this are sent FAST_PREFETCH ahead (with prefetch=None)
+FAST_PREFETCH = 4
 
 
 class _Work:
@@ -41,6 +43,24 @@ class _Work:
         self.attempts = 0  # runs that a lost gateway cut short
         self.started = False  # its future is running (it may be back in the queue for a retry)
         self.count = count  # calls it holds: 1, or a chunk's length
+
+
+class _Pace:
+    """How many calls a slot sends ahead: fixed, or by how fast its answers come."""
+
+    def __init__(self, fixed: int | None) -> None:
+        self.fixed = fixed
+        self.ahead = 1 if fixed is None else fixed
+        self._last = time.monotonic()
+        self._interval = 1.0  # seconds between answers, smoothed
+
+    def answered(self) -> None:
+        if self.fixed is not None:
+            return
+        now = time.monotonic()
+        self._interval = 0.8 * self._interval + 0.2 * (now - self._last)
+        self._last = now
+        self.ahead = FAST_PREFETCH if self._interval < FAST_CALL else 1
 
 
 class _Lane:
@@ -66,13 +86,15 @@ class Executor(concurrent.futures.Executor):
     the function raises is never retried. ``progress(done, submitted)`` is called after
     each call ends, from a worker thread. ``replace``: start a lost gateway again from
     its spec (default True). ``prefetch``: calls sent to a slot ahead of the one it
-    runs (default 1), so tiny calls do not wait a round trip each; they count as
-    lost with the gateway, like the running one.
+    runs, so tiny calls do not wait a round trip each (they count as lost with the
+    gateway, like the running one). The default, None, sends one ahead, and up to
+    FAST_PREFETCH while calls take less than FAST_CALL seconds each: more would
+    leave calls waiting behind a long one while other slots are idle.
     """
 
     def __init__(self, gateways: Group | Iterable[str | XSpec], max_workers: int | None = None,
                  retries: int = 1, progress: Progress | None = None, replace: bool = True,
-                 prefetch: int = 1) -> None:
+                 prefetch: int | None = None) -> None:
         if isinstance(gateways, Group):
             self.group = gateways
             self._own_group = False
@@ -97,6 +119,8 @@ class Executor(concurrent.futures.Executor):
         self.max_workers = max_workers
         self.retries = retries
         self.replace = replace
+        if prefetch is not None and prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, not {prefetch}")
         self.prefetch = prefetch
         self._progress = progress
         self._lanes = lanes
@@ -222,6 +246,7 @@ class Executor(concurrent.futures.Executor):
         stream: calls.CallStream | None = None
         generation = -1
         inflight: collections.deque[_Work] = collections.deque()
+        pace = _Pace(self.prefetch)
         while True:
             work = self._next()
             if work is None:
@@ -242,7 +267,7 @@ class Executor(concurrent.futures.Executor):
                     stream = calls.CallStream(gateway)
                 self._send(stream, inflight, inflight[0])
                 while inflight:
-                    while len(inflight) <= self.prefetch:
+                    while len(inflight) <= pace.ahead:
                         extra = self._next(block=False)
                         if extra is None:
                             break
@@ -261,6 +286,7 @@ class Executor(concurrent.futures.Executor):
                         continue
                     inflight.popleft()
                     lane.failures = 0
+                    pace.answered()
                     self._settle(oldest, None, result)
                 if stream.channel.isclosed():  # the far loop ended (it should not): a new one next time
                     stream = None

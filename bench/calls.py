@@ -1,0 +1,150 @@
+"""Import forwarding and the Executor, measured: one run, ratios first.
+
+    python bench/calls.py [--calls 10000] [--naps 100]
+
+1. Round trips (service requests) and time to import a package of 100 modules, cold, by
+   forwarding, against a far side that has the package installed (on its PYTHONPATH): once with a
+   package whose __init__ imports its modules (they travel ahead of need) and once with a package
+   whose modules the shipped code imports one by one.
+2. Executor.map of N tiny calls over 4 popen gateways against ProcessPoolExecutor(4) and
+   multiprocessing.Pool(4), all warm, at chunksize 1 and 100 (calls per second).
+3. 100 calls that sleep 50 ms each over 4 gateways: wall time against the ideal (100 * 50 ms / 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _tasks  # noqa: E402
+
+import execwire  # noqa: E402
+
+MODULES = 100
+
+
+def write_package(root: Path, name: str, eager: bool) -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    lines = [f"from . import m{number:03d}\n" for number in range(MODULES - 1)] if eager else []
+    (folder / "__init__.py").write_text("".join(lines))
+    for number in range(MODULES - 1):
+        (folder / f"m{number:03d}.py").write_text(
+            f"import os\nVALUE = {number}\n\n\ndef f(x):\n    return x + VALUE\n" + "# filler\n" * 40)
+
+
+def import_code(name: str, eager: bool) -> str:
+    if eager:
+        return f"import {name}; channel.send(sum(m.VALUE for m in vars({name}).values() if hasattr(m, 'VALUE')))"
+    imports = ", ".join(f"{name}.m{number:03d}" for number in range(MODULES - 1))
+    return f"import {imports}; channel.send(1)"
+
+
+def measure_imports(root: Path) -> list[str]:
+    lines = []
+    for eager in (True, False):
+        name = "eagerpkg" if eager else "lazypkg"
+        write_package(root, name, eager)
+        sys.path.insert(0, str(root))
+        try:
+            with execwire.Group() as group:
+                forwarded = group.makegateway("popen")
+                forwarded.forward_imports()
+                forwarded.remote_exec("channel.send(1)").receive()
+                started = time.perf_counter()
+                forwarded.remote_exec(import_code(name, eager)).receive(120)
+                cold = time.perf_counter() - started
+                trips = forwarded._import_service.requests  # type: ignore[attr-defined]
+                installed = group.makegateway(f"popen//env:PYTHONPATH={root}//dont_write_bytecode")
+                installed.remote_exec("channel.send(1)").receive()
+                started = time.perf_counter()
+                installed.remote_exec(import_code(name, eager)).receive(120)
+                local = time.perf_counter() - started
+        finally:
+            sys.path.remove(str(root))
+        shape = "__init__ imports all" if eager else "each imported by the code"
+        lines.append(f"import {MODULES} modules ({shape}): forwarded cold {trips} round trips, "
+                     f"{cold * 1000:.1f} ms; installed there 0 round trips, {local * 1000:.1f} ms "
+                     f"(ratio {cold / local:.1f}x)")
+    return lines
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f} calls/s"
+
+
+def measure_map(calls: int) -> list[str]:
+    items = list(range(calls))
+    results: dict[str, float] = {}
+    with execwire.Executor(["popen"] * 4) as pool:
+        list(pool.map(_tasks.tiny, range(200)))  # warm: modules forwarded, threads up
+        for chunksize in (1, 100):
+            started = time.perf_counter()
+            assert list(pool.map(_tasks.tiny, items, chunksize=chunksize)) == [n + 1 for n in items]
+            results[f"execwire Executor, chunksize {chunksize}"] = time.perf_counter() - started
+    with concurrent.futures.ProcessPoolExecutor(4) as ppe:
+        list(ppe.map(_tasks.tiny, range(200)))
+        for chunksize in (1, 100):
+            started = time.perf_counter()
+            list(ppe.map(_tasks.tiny, items, chunksize=chunksize))
+            results[f"ProcessPoolExecutor(4), chunksize {chunksize}"] = time.perf_counter() - started
+    with multiprocessing.Pool(4) as mp:
+        mp.map(_tasks.tiny, range(200))
+        for chunksize in (1, 100):
+            started = time.perf_counter()
+            mp.map(_tasks.tiny, items, chunksize=chunksize)
+            results[f"multiprocessing.Pool(4), chunksize {chunksize}"] = time.perf_counter() - started
+    lines = []
+    for chunksize in (1, 100):
+        ours = results[f"execwire Executor, chunksize {chunksize}"]
+        for other in ("ProcessPoolExecutor(4)", "multiprocessing.Pool(4)"):
+            theirs = results[f"{other}, chunksize {chunksize}"]
+            lines.append(f"map of {calls:,} tiny calls, chunksize {chunksize}: execwire {rate(calls, ours)} "
+                         f"vs {other} {rate(calls, theirs)} (execwire/{other.split('(')[0]} = {theirs / ours:.2f})")
+    return lines
+
+
+def measure_naps(count: int, seconds: float) -> list[str]:
+    ideal = count * seconds / 4
+    with execwire.Executor(["popen"] * 4) as pool:
+        list(pool.map(_tasks.tiny, range(20)))
+        started = time.perf_counter()
+        list(pool.map(_tasks.nap, [seconds] * count))
+        ours = time.perf_counter() - started
+    with concurrent.futures.ProcessPoolExecutor(4) as ppe:
+        list(ppe.map(_tasks.tiny, range(20)))
+        started = time.perf_counter()
+        list(ppe.map(_tasks.nap, [seconds] * count))
+        theirs = time.perf_counter() - started
+    return [f"{count} calls of {seconds * 1000:.0f} ms over 4 gateways: {ours:.3f} s, ideal {ideal:.3f} s "
+            f"(ratio {ours / ideal:.3f}); ProcessPoolExecutor(4) {theirs:.3f} s (ratio {theirs / ideal:.3f})"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="calls.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=10_000, help="tiny calls for the map figure")
+    parser.add_argument("--naps", type=int, default=100, help="50 ms calls for the wall-time figure")
+    args = parser.parse_args(argv)
+    print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    with tempfile.TemporaryDirectory() as folder:
+        lines = measure_imports(Path(folder))
+    lines += measure_map(args.calls)
+    lines += measure_naps(args.naps, 0.05)
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
