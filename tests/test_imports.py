@@ -59,6 +59,17 @@ def test_modules_certain_to_be_needed_travel_with_the_first_answer(gw: execwire.
     assert service.requests == 2  # each module crosses once
 
 
+def test_what_shipped_code_imports_travels_with_the_first_answer(gw: execwire.Gateway, packages: Packages) -> None:
+    for number in range(20):
+        packages.write(f"lazy/m{number}.py", f"N = {number}\n")
+    packages.write("lazy/__init__.py")
+    gw.forward_imports()
+    names = ", ".join(f"lazy.m{number}" for number in range(20))
+    channel = gw.remote_exec(f"import {names}\nchannel.send(sum(getattr(lazy, 'm%d' % n).N for n in range(20)))")
+    assert channel.receive(30) == sum(range(20))
+    assert gw._import_service.requests == 1  # type: ignore[attr-defined]
+
+
 def test_a_denied_module_fails_naming_the_policy(group: execwire.Group, packages: Packages) -> None:
     write_shop(packages)
     packages.write("secret.py", "KEY = 1\n")

@@ -254,6 +254,9 @@ class Gateway(BaseGateway):
             raise TypeError(f"remote_exec takes a string, a module or a function, not {type(source).__name__}")
         if kwargs and funcname is None:
             raise TypeError("keyword arguments to remote_exec are only for functions")
+        forwarding = getattr(self, "_import_service", None)
+        if forwarding is not None:
+            forwarding.hint(text)  # the modules it imports travel with the first one asked for
         try:
             request = wire.encode((text, filename, funcname, kwargs), Channel)
         except wire.DumpError as exc:

@@ -239,6 +239,12 @@ def certain_imports(source: str, fullname: str, package: bool) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _shipped_imports(source: str) -> tuple[str, ...]:
+    """What shipped code imports for certain (the same code is often shipped again and again)."""
+    return tuple(name for name in certain_imports(source, "__channelexec__", False) if "." in name)
+
+
 def _data_files(folder: str) -> list[str]:
     """A package folder's files other than Python code, as relative posix paths."""
     files: list[str] = []
@@ -268,6 +274,7 @@ class ImportService:
         self.policy = policy
         self.requests = 0  # requests answered: the round trips imports cost
         self.sent: set[str] = set()  # modules this gateway was sent
+        self.hints: set[str] = set()  # modules shipped code imports for certain: sent with the first of them
         self._located: dict[str, Located] = {}
         self._served_folders: set[str] = set()
         self._lock = threading.Lock()
@@ -390,14 +397,23 @@ class ImportService:
         self._send_ahead(located, answer)
         return answer
 
+    def hint(self, source: str) -> None:
+        """Shipped code is about to run: what its top level imports for certain goes with the first answer."""
+        if self.policy.forward:
+            self.hints.update(_shipped_imports(source))
+
     def _send_ahead(self, first: Located, answer: dict[str, Any]) -> None:
         top = first.name.partition(".")[0]
         budget = AHEAD_BYTES
         todo = [first]
+        hinted = sorted(name for name in self.hints if name.partition(".")[0] == top)
         while todo:
             current = todo.pop()
             assert current.source is not None
-            for name in certain_imports(current.source, current.name, current.package):
+            wanted = certain_imports(current.source, current.name, current.package)
+            if current is first:
+                wanted += hinted
+            for name in wanted:
                 if name in answer or name in self.sent or name.partition(".")[0] != top:
                     continue
                 if self._may_serve(name) is not None:
