@@ -137,3 +137,10 @@ def test_a_main_function_without_a_script_ships_its_source(tmp_path: Path) -> No
     first, second = result.stdout.splitlines()
     assert first == "(True, 8)"
     assert "uses the global name LIMIT; move it to a module" in second
+
+
+def test_calls_on_the_main_thread_only_exec_model(group: execwire.Group) -> None:
+    gw = group.makegateway("popen//execmodel=main_thread_only")
+    assert gw.call(call_targets.add, 1, 2) == 3
+    assert gw.call(call_targets.far_pid) == gw._rinfo().pid
+    assert group.map(call_targets.add, [1, 2], [3, 4]) == [4, 6]

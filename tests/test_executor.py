@@ -104,3 +104,15 @@ def test_group_map_keeps_the_group(group: execwire.Group) -> None:
     assert group.map(call_targets.add, [1, 2], [10, 20], chunksize=2) == [11, 22]
     assert all(gw.state == "up" for gw in group)
     assert threading.active_count() < 50
+
+
+def test_bad_arguments_and_results_fail_only_their_future() -> None:
+    with execwire.Executor(["popen"]) as pool:
+        bad_argument = pool.submit(call_targets.add, object())
+        bad_result = pool.submit(call_targets.unsendable)
+        fine = pool.submit(call_targets.add, 1, 1)
+        with pytest.raises(execwire.DumpError, match="the arguments of the call of add cannot be sent"):
+            bad_argument.result(30)
+        with pytest.raises(execwire.DumpError, match=r"the result of unsendable .* cannot be sent back.*\['bad'\]"):
+            bad_result.result(30)
+        assert fine.result(30) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import sysconfig
 
+import call_targets
 import pytest
 from forwarding import Packages, write_shop
 from pythons import matrix
@@ -162,6 +163,9 @@ def test_forwarding_works_on_every_far_python(group: execwire.Group, packages: P
     channel = gw.remote_exec("import shop, pkgutil; channel.send([shop.prices.price('ab'), "
                              "pkgutil.get_data('shop', 'data/greeting.txt')])")
     assert channel.receive(30) == [200, b"hello from the controller\n"]
+    assert gw.call(call_targets.add, 1, b=2) == 3  # calls too, their module forwarded
+    with pytest.raises(execwire.DumpError, match="cannot be sent back"):
+        gw.call(call_targets.unsendable)
     channel = gw.remote_exec("import modern; channel.send(modern.f(5))")
     if python.version >= (3, 10):
         assert channel.receive(30) == 5

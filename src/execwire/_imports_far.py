@@ -6,7 +6,8 @@ finder at the end of sys.meta_path that asks the controller over it for modules 
 registers itself in sys.modules as ``_execwire_service`` (so each call's tiny shipped code finds
 ``run_call``) and sends the service channel back, which tells the controller that all is in place.
 
-Service channel, far to near: ("find", fullname) and ("data", path); near to far: for "find" a dict
+Service channel, far to near: ("find", fullname, number) and ("data", path, number); near to far:
+(number, answer), where the answer is for "find" a dict
 {fullname: record or None} (the module asked for and those certain to be imported next), for "data"
 the bytes or None. A record is a dict: source, origin, package, files (a package's data files, paths
 relative to its folder) or refused (why the controller does not serve it) and missing (the far side
@@ -17,6 +18,7 @@ import io
 import os
 import sys
 import threading
+import time
 import types
 
 try:
@@ -38,6 +40,7 @@ class ForwardingFinder(object):
         self.forward = forward  # False: only the controller's __main__ script (for calls)
         self.records = {}  # fullname -> record, or None for "not found there either"
         self.lock = threading.Lock()  # one request on the channel at a time
+        self.asked = 0  # requests sent (they are numbered)
 
     def find_spec(self, fullname, path=None, target=None):
         if not self.forward and fullname != MAIN_MODULE:
@@ -64,10 +67,20 @@ class ForwardingFinder(object):
             return self.records.get(fullname)
 
     def ask(self, request, what):
-        """Send a request and wait for its answer (holding self.lock)."""
+        """Send a request and wait for its answer (holding self.lock).
+
+        Requests are numbered, so the late answer to one that timed out is not
+        taken for the answer to the next.
+        """
+        self.asked += 1
+        number = self.asked
+        deadline = time.monotonic() + ANSWER_TIMEOUT
         try:
-            self.channel.send(request)
-            answer = self.channel.receive(ANSWER_TIMEOUT)
+            self.channel.send(request + (number,))
+            while True:
+                answered, answer = self.channel.receive(max(deadline - time.monotonic(), 0))
+                if answered == number:
+                    break
         except Exception as exc:
             raise ImportError("execwire could not ask the controller for %s: %s: %s"
                               % (what, exc.__class__.__name__, exc))

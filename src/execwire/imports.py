@@ -337,14 +337,15 @@ class ImportService:
     def _answer(self, channel: Channel, request: Any) -> None:
         if request is None:
             return  # the channel ended
+        number = request[-1] if isinstance(request, tuple) and len(request) == 3 else None
         try:
-            kind, what = request
+            kind, what, number = request
             answer: Any = self.find(what) if kind == "find" else self.data(what)
         except Exception as exc:  # the far import must not wait for an answer that never comes
             answer = ("error", f"{type(exc).__name__}: {exc}")
         self.requests += 1
         try:
-            channel.send(answer)
+            channel.send((number, answer))
         except Error:
             pass
 
@@ -400,13 +401,16 @@ class ImportService:
     def hint(self, source: str) -> None:
         """Shipped code is about to run: what its top level imports for certain goes with the first answer."""
         if self.policy.forward:
-            self.hints.update(_shipped_imports(source))
+            names = _shipped_imports(source)
+            with self._lock:
+                self.hints.update(names)
 
     def _send_ahead(self, first: Located, answer: dict[str, Any]) -> None:
         top = first.name.partition(".")[0]
         budget = AHEAD_BYTES
         todo = [first]
-        hinted = sorted(name for name in self.hints if name.partition(".")[0] == top)
+        with self._lock:
+            hinted = sorted(name for name in self.hints if name.partition(".")[0] == top)
         while todo:
             current = todo.pop()
             assert current.source is not None
