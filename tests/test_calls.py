@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import subprocess
 import sys
@@ -144,3 +145,13 @@ def test_calls_on_the_main_thread_only_exec_model(group: execwire.Group) -> None
     assert gw.call(call_targets.add, 1, 2) == 3
     assert gw.call(call_targets.far_pid) == gw._rinfo().pid
     assert group.map(call_targets.add, [1, 2], [3, 4]) == [4, 6]
+
+
+def test_a_partial_travels_as_its_function_and_arguments(gw: execwire.Gateway) -> None:
+    add_ten = functools.partial(functools.partial(call_targets.add, b=10))
+    assert gw.call(add_ten, 5) == 15
+    assert gw.call(functools.partial(call_targets.add, 1), b=2) == 3
+    with execwire.Executor(["popen"]) as pool:
+        assert list(pool.map(add_ten, [1, 2], chunksize=2)) == [11, 12]
+    with pytest.raises(CallError, match="lambda"):
+        gw.call(functools.partial(lambda x: x, 1))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
+import functools
 import inspect
 import os
 import sys
@@ -39,12 +40,37 @@ class CallError(ValueError):
 
 
 def _describe(func: Any) -> str:
+    func = _unwrap(func)[0]
     return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+def _unwrap(func: Any) -> tuple[Any, list[Any], dict[str, Any]]:
+    """A functools.partial as (the function, the arguments it adds in front, its keyword arguments)."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    while isinstance(func, functools.partial):
+        args = list(func.args) + args
+        kwargs = {**func.keywords, **kwargs}
+        func = func.func
+    return func, args, kwargs
+
+
+def request_for(func: Callable[..., Any], args: Any, kwargs: dict[str, Any], batch: bool) -> dict[str, Any]:
+    """The request a far call runs: the function by reference and its arguments (``batch``: ``args``
+    is a list of (args, kwargs), one call each)."""
+    target, front, keywords = _unwrap(func)
+    request = reference(target)
+    if batch:
+        request.update(batch=True, items=[[front + list(each), {**keywords, **each_kwargs}]
+                                          for each, each_kwargs in args])
+    else:
+        request.update(batch=False, args=front + list(args), kwargs={**keywords, **kwargs})
+    return request
 
 
 def reference(func: Callable[..., Any]) -> dict[str, Any]:
     """The part of a call request that names the function; raises CallError for what cannot be named."""
-    target = func
+    target = _unwrap(func)[0]
     if isinstance(func, (classmethod, staticmethod)):
         target = func.__func__
     if isinstance(target, types.MethodType):
@@ -121,16 +147,14 @@ def _snippet(func: Any, qualname: str) -> tuple[str, str, str]:
 def call_async(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
     """Start ``func(*args, **kwargs)`` on ``gateway``; the future gets its result or error."""
-    request = reference(func)
-    request.update(batch=False, args=list(args), kwargs=kwargs)
+    request = request_for(func, args, kwargs, batch=False)
     return _start(gateway, request, _describe(func))
 
 
 def call_batch(gateway: Gateway, func: Callable[..., Any],
                items: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> concurrent.futures.Future[Any]:
     """Start ``func`` on each (args, kwargs) in turn, in one far job; the future gets the list of results."""
-    request = reference(func)
-    request.update(batch=True, items=[[list(args), kwargs] for args, kwargs in items])
+    request = request_for(func, list(items), {}, batch=True)
     return _start(gateway, request, _describe(func))
 
 
@@ -196,11 +220,7 @@ class CallStream:
 
     def send(self, func: Callable[..., Any], args: Any, kwargs: dict[str, Any], batch: bool) -> None:
         """Send a call (``batch``: ``args`` is a list of (args, kwargs)); DumpError if they cannot travel."""
-        request = reference(func)
-        if batch:
-            request.update(batch=True, items=[[list(each), each_kwargs] for each, each_kwargs in args])
-        else:
-            request.update(batch=False, args=list(args), kwargs=kwargs)
+        request = request_for(func, args, kwargs, batch)
         try:
             self.channel.send(request)
         except wire.DumpError as exc:
