@@ -155,3 +155,28 @@ def test_a_partial_travels_as_its_function_and_arguments(gw: execwire.Gateway) -
         assert list(pool.map(add_ten, [1, 2], chunksize=2)) == [11, 12]
     with pytest.raises(CallError, match="lambda"):
         gw.call(functools.partial(lambda x: x, 1))
+
+
+def test_calls_from_many_threads_at_once(gw: execwire.Gateway) -> None:
+    with concurrent.futures.ThreadPoolExecutor(8) as threads:
+        results = list(threads.map(lambda n: gw.call(call_targets.sleep_then, 0.2, n), range(8)))
+    assert results == list(range(8))
+    assert len(gw._call_streams.idle) == 4  # type: ignore[attr-defined]  # the others were closed
+    assert wait_until(lambda: gw.remote_status().numexecuting <= 4 + 1, 10)
+
+
+def test_call_from_a_callback_of_the_same_gateway_is_refused(gw: execwire.Gateway) -> None:
+    outcome: list[object] = []
+    channel = gw.remote_exec("channel.send(1)")
+
+    def callback(item: object) -> None:
+        try:
+            gw.call(call_targets.add, 1)
+        except RuntimeError as exc:
+            outcome.append(exc)
+        outcome.append(gw.call_async(call_targets.add, 1, 1))
+
+    channel.setcallback(callback)
+    assert wait_until(lambda: len(outcome) == 2, 10)
+    assert "use call_async() there" in str(outcome[0])
+    assert outcome[1].result(30) == 2  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import inspect
 import os
 import sys
 import textwrap
+import threading
 import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -186,16 +187,24 @@ _END = object()
 
 
 def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel, what: str) -> None:
-    """Runs on the gateway's callback thread: the answer, or the end of the call's channel."""
+    """Runs on the gateway's callback thread: keep the answer; settle once the far job has ended.
+
+    Not earlier: with the main_thread_only exec model the next remote_exec is refused
+    while this one is still finishing.
+    """
     if future.done():
         return
     gateway = channel.gateway
-    if item is _END:  # ended before an answer: the far code raised, or the gateway was lost
+    if item is not _END:
+        channel._answer = item  # type: ignore[attr-defined]
+        return
+    answer = getattr(channel, "_answer", None)
+    if answer is None:  # ended before an answer: the far code raised, or the gateway was lost
         error: Exception | None = getattr(channel, "_error", None)  # set before the end is scheduled
         future.set_exception(error if error is not None else Error(
             f"the call of {what} on gateway {gateway.id!r} ended without a result"))
         return
-    kind, value = item
+    kind, value = answer
     if kind == "ok":
         future.set_result(value)
     else:
@@ -243,9 +252,70 @@ class CallStream:
             pass
 
 
-def call(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-         timeout: float | None = None) -> Any:
-    return call_async(gateway, func, args, kwargs).result(timeout)
+MAX_IDLE_STREAMS = 4  # call streams a gateway keeps for the next call(); more are closed after use
+
+
+class _Streams:
+    """The idle call streams of one gateway: call() takes one, or opens one if none is idle."""
+
+    def __init__(self) -> None:
+        self.idle: list[CallStream] = []
+        self.lock = threading.Lock()
+
+
+_streams_lock = threading.Lock()
+
+
+def _streams(gateway: Gateway) -> _Streams:
+    streams: _Streams | None = getattr(gateway, "_call_streams", None)
+    if streams is None:
+        with _streams_lock:
+            streams = getattr(gateway, "_call_streams", None)
+            if streams is None:
+                streams = _Streams()
+                gateway._call_streams = streams  # type: ignore[attr-defined]
+    return streams
+
+
+def call(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run the call in this thread on an idle call stream of the gateway: one round trip."""
+    if threading.current_thread() is gateway._callback_thread:
+        raise RuntimeError(f"gateway {gateway.id!r}: call() from a callback of the same gateway would wait "
+                           "for itself (the answers of imports and calls come on that thread); use "
+                           "call_async() there")
+    if gateway.spec.execmodel == "main_thread_only":  # an idle stream would hold the only thread
+        return call_async(gateway, func, args, kwargs).result()
+    pool = _streams(gateway)
+    with pool.lock:
+        stream = pool.idle.pop() if pool.idle else None
+    if stream is None:
+        stream = CallStream(gateway)
+    try:
+        stream.send(func, args, kwargs, batch=False)
+    except wire.DumpError:
+        _give_back(pool, stream)  # nothing was sent
+        raise
+    except BaseException:
+        stream.close()
+        raise
+    try:
+        result = stream.receive(func)
+    except (RemoteError, wire.DumpError):
+        _give_back(pool, stream)  # the far loop answered and waits for the next call
+        raise
+    except BaseException:  # lost, or interrupted here: what comes on it now is not for the next call
+        stream.close()
+        raise
+    _give_back(pool, stream)
+    return result
+
+
+def _give_back(pool: _Streams, stream: CallStream) -> None:
+    with pool.lock:
+        if len(pool.idle) < MAX_IDLE_STREAMS:
+            pool.idle.append(stream)
+            return
+    stream.close()
 
 
 __all__ = ["CallError", "RemoteError", "call", "call_async", "call_batch", "reference"]

@@ -280,7 +280,7 @@ class Gateway(BaseGateway):
         """
         from . import calls
 
-        return calls.call_async(self, func, args, kwargs).result()
+        return calls.call(self, func, args, kwargs)
 
     def call_async(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Like call(), but return at once with a concurrent.futures.Future of the result.

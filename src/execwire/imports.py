@@ -298,10 +298,15 @@ class ImportService:
         channel.setcallback(functools.partial(self._installed, channel), endmarker=None)
 
     def _installed(self, channel: Channel, item: Any) -> None:
+        """The far end sent its service channel; it is in place once its remote_exec has ended
+        (with the main_thread_only exec model, the next remote_exec waits for that)."""
         if isinstance(item, Channel):
             item.setcallback(functools.partial(self._answer, item), endmarker=None)
-            self._became_ready(None)
-        elif not self._ready.is_set():  # the exec ended without sending its channel: say why
+            self._service_channel = item
+        elif not self._ready.is_set():
+            if getattr(self, "_service_channel", None) is not None:
+                self._became_ready(None)
+                return
             error = self.gateway._start_error or getattr(channel, "_error", None) or GatewayLostError(
                 f"gateway {self.gateway.id!r}: the far side of import forwarding did not start")
             self._became_ready(error)
