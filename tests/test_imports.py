@@ -71,6 +71,13 @@ def test_what_shipped_code_imports_travels_with_the_first_answer(gw: execwire.Ga
     assert gw._import_service.requests == 1  # type: ignore[attr-defined]
 
 
+def test_namespace_packages(gw: execwire.Gateway, packages: Packages) -> None:
+    packages.write("spaces/inner/core.py", "VALUE = 'deep'\n")  # no __init__.py anywhere
+    gw.forward_imports()
+    channel = gw.remote_exec("import spaces.inner.core as core; channel.send(core.VALUE)")
+    assert channel.receive(30) == "deep"
+
+
 def test_a_denied_module_fails_naming_the_policy(group: execwire.Group, packages: Packages) -> None:
     write_shop(packages)
     packages.write("secret.py", "KEY = 1\n")

@@ -57,7 +57,8 @@ class ForwardingFinder(object):
             raise ModuleNotFoundError(record["refused"], name=fullname)
         loader = ForwardingLoader(self, fullname, record)
         spec = ModuleSpec(fullname, loader, origin=record["origin"], is_package=record["package"])
-        spec.has_location = True  # __file__ is the controller's path: tracebacks name the real file
+        # __file__ is the controller's path, so tracebacks name the real file (a namespace package has none)
+        spec.has_location = record["origin"] is not None
         return spec
 
     def lookup(self, fullname):
@@ -107,7 +108,7 @@ class ForwardingLoader(object):
         self.finder = finder
         self.name = fullname
         self.record = record
-        self.path = record["origin"]
+        self.path = record["origin"] or "<namespace package %s>" % fullname
 
     def create_module(self, spec):
         return None
@@ -138,7 +139,7 @@ class ForwardingLoader(object):
         return self.finder.read_data(path)
 
     def get_resource_reader(self, fullname):
-        if not self.record["package"]:
+        if not self.record["package"] or self.record["origin"] is None:
             return None
         return ResourceReader(self)
 

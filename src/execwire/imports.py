@@ -378,7 +378,7 @@ class ImportService:
         return self.policy.refusal(fullname)
 
     def _record(self, located: Located) -> dict[str, Any]:
-        record: dict[str, Any] = {"source": located.source, "origin": located.origin or f"<{located.name}>",
+        record: dict[str, Any] = {"source": located.source, "origin": located.origin,  # None: namespace
                                   "package": located.package}
         if located.package:
             folder = os.path.dirname(located.origin) if located.origin else None
