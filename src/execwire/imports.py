@@ -120,7 +120,13 @@ def _find_spec(fullname: str, path: list[str] | None) -> importlib.machinery.Mod
     spec = getattr(module, "__spec__", None) if module is not None else None
     if spec is not None:
         return spec  # type: ignore[no-any-return]
-    found = importlib.machinery.PathFinder.find_spec(fullname, path)
+    try:
+        found = importlib.machinery.PathFinder.find_spec(fullname, path)
+    except KeyError:  # a namespace package inside one that is not imported here: its folders, then
+        tail = fullname.rpartition(".")[2]
+        folders = [os.path.join(entry, tail) for entry in path or () if os.path.isdir(os.path.join(entry, tail))]
+        found = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        found.submodule_search_locations = folders
     if found is not None:
         return found
     for finder in sys.meta_path:  # editable installs and the like add finders of their own
