@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import imports
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 # what each call ships: tiny, the same every time (the far side keeps its compiled code)
 RUNNER = "import sys; sys.modules['_execwire_service'].run_call(channel)"
-RUNNER_FILE = "<execwire call>"
 
 
 class CallError(ValueError):
@@ -152,13 +151,6 @@ def call_async(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...]
     return _start(gateway, request, _describe(func))
 
 
-def call_batch(gateway: Gateway, func: Callable[..., Any],
-               items: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> concurrent.futures.Future[Any]:
-    """Start ``func`` on each (args, kwargs) in turn, in one far job; the future gets the list of results."""
-    request = request_for(func, list(items), {}, batch=True)
-    return _start(gateway, request, _describe(func))
-
-
 def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.futures.Future[Any]:
     try:
         wire.encode(request, Channel)
@@ -177,7 +169,8 @@ def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.f
         except Error as exc:
             future.set_exception(exc)
             return
-        channel.setcallback(lambda item: _settle(future, item, channel, what), endmarker=_END)
+        answer: list[Any] = []
+        channel.setcallback(lambda item: _settle(future, item, channel, answer, what), endmarker=_END)
 
     imports.service(gateway).when_ready(send)
     return future
@@ -186,7 +179,8 @@ def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.f
 _END = object()
 
 
-def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel, what: str) -> None:
+def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel, answer: list[Any],
+            what: str) -> None:
     """Runs on the gateway's callback thread: keep the answer; settle once the far job has ended.
 
     Not earlier: with the main_thread_only exec model the next remote_exec is refused
@@ -196,15 +190,14 @@ def _settle(future: concurrent.futures.Future[Any], item: Any, channel: Channel,
         return
     gateway = channel.gateway
     if item is not _END:
-        channel._answer = item  # type: ignore[attr-defined]
+        answer.append(item)
         return
-    answer = getattr(channel, "_answer", None)
-    if answer is None:  # ended before an answer: the far code raised, or the gateway was lost
+    if not answer:  # ended before an answer: the far code raised, or the gateway was lost
         error: Exception | None = getattr(channel, "_error", None)  # set before the end is scheduled
         future.set_exception(error if error is not None else Error(
             f"the call of {what} on gateway {gateway.id!r} ended without a result"))
         return
-    kind, value = answer
+    kind, value = answer[0]
     if kind == "ok":
         future.set_result(value)
     else:
@@ -318,4 +311,4 @@ def _give_back(pool: _Streams, stream: CallStream) -> None:
     stream.close()
 
 
-__all__ = ["CallError", "RemoteError", "call", "call_async", "call_batch", "reference"]
+__all__ = ["CallError", "CallStream", "call", "call_async", "reference", "request_for"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from .group import Group
 from .spec import XSpec
 
 Progress = Callable[[int, int], object]
+logger = logging.getLogger("execwire")
 START_ATTEMPTS = 3  # a lost gateway is started again from its spec at most this many times in a row
 FAST_CALL = 0.002  # seconds: calls quicker than this are sent FAST_PREFETCH ahead (with prefetch=None)
 FAST_PREFETCH = 4
@@ -327,7 +329,10 @@ class Executor(concurrent.futures.Executor):
             self._done += work.count
             done, submitted = self._done, self._submitted
         if self._progress is not None:
-            self._progress(done, submitted)
+            try:
+                self._progress(done, submitted)
+            except Exception:  # the work goes on; the error is told where errors of callbacks go
+                logger.exception("the progress callback of an execwire Executor failed")
 
     def _requeue(self, work: _Work, error: BaseException | None) -> None:
         """Back to the front of the queue, unless no gateway is left to run it."""

@@ -288,6 +288,7 @@ class ImportService:
         self._error: Exception | None = None
         self._waiting: list[Callable[[Exception | None], None]] = []
         self._started = False
+        self._service_channel: Channel | None = None  # the far end's requests come on it
 
     def start(self) -> None:
         """Ship the far end (once); readiness is reported to when_ready() callbacks."""
@@ -310,7 +311,7 @@ class ImportService:
             item.setcallback(functools.partial(self._answer, item), endmarker=None)
             self._service_channel = item
         elif not self._ready.is_set():
-            if getattr(self, "_service_channel", None) is not None:
+            if self._service_channel is not None:
                 self._became_ready(None)
                 return
             error = self.gateway._start_error or getattr(channel, "_error", None) or GatewayLostError(
