@@ -272,10 +272,10 @@ def _streams(gateway: Gateway) -> _Streams:
 
 def call(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run the call in this thread on an idle call stream of the gateway: one round trip."""
-    if threading.current_thread() is gateway._callback_thread:
-        raise RuntimeError(f"gateway {gateway.id!r}: call() from a callback of the same gateway would wait "
-                           "for itself (the answers of imports and calls come on that thread); use "
-                           "call_async() there")
+    if threading.current_thread() is gateway._callback_thread and not imports.service(gateway).ready:
+        raise RuntimeError(f"gateway {gateway.id!r}: the first call() of a gateway cannot come from one of its "
+                           "callbacks: it would wait for that very thread (which tells that calls can start); "
+                           "use call_async() there, or make a call before")
     if gateway.spec.execmodel == "main_thread_only":  # an idle stream would hold the only thread
         return call_async(gateway, func, args, kwargs).result()
     pool = _streams(gateway)

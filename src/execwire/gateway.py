@@ -285,8 +285,8 @@ class Gateway(BaseGateway):
     def call_async(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Like call(), but return at once with a concurrent.futures.Future of the result.
 
-        The future's done-callbacks run on this gateway's callback thread: they
-        must not wait for this gateway.
+        The future's done-callbacks run on this gateway's callback thread, after
+        the callbacks of its channels: keep them short.
         """
         from . import calls
 

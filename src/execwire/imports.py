@@ -2,7 +2,7 @@
 
 Per gateway, an ImportService ships ``_imports_far`` once (remote_exec), which puts a finder at the
 end of the far sys.meta_path and opens a service channel back here; its requests are answered on the
-gateway's callback thread from what this interpreter can import (sys.path, outside the standard
+service's own thread from what this interpreter can import (sys.path, outside the standard
 library), narrowed by the gateway's ImportPolicy. Each module goes to a gateway once; with it go the
 modules of the same package that its source imports unconditionally at module level, which the far
 side will certainly ask for next.
@@ -270,9 +270,9 @@ def _data_files(folder: str) -> list[str]:
 class ImportService:
     """Import forwarding and the call runner of one gateway.
 
-    Concurrency: requests are answered on the gateway's callback thread, one at a time
-    (the far side asks one at a time too); ``_lock`` guards the start-up state, which
-    the thread that calls ensure() and the callback thread share.
+    Concurrency: requests are answered by a thread of the service's own, one at a time
+    (the far side asks one at a time too); ``_lock`` guards the start-up state and the
+    hints, which the threads that ship code and call functions share with it.
     """
 
     def __init__(self, gateway: Gateway, policy: ImportPolicy) -> None:
@@ -308,7 +308,10 @@ class ImportService:
         """The far end sent its service channel; it is in place once its remote_exec has ended
         (with the main_thread_only exec model, the next remote_exec waits for that)."""
         if isinstance(item, Channel):
-            item.setcallback(functools.partial(self._answer, item), endmarker=None)
+            # a thread of its own, not the callback thread: a slow callback of the user's must not hold
+            # up imports, and the far side may import while the callback thread waits for a call
+            threading.Thread(target=self._serve, args=(item,), daemon=True,
+                             name=f"execwire-imports-{self.gateway.id}").start()
             self._service_channel = item
         elif not self._ready.is_set():
             if self._service_channel is not None:
@@ -337,6 +340,11 @@ class ImportService:
                 return
         callback(self._error)
 
+    @property
+    def ready(self) -> bool:
+        """True once the far end is in place (or failed to be)."""
+        return self._ready.is_set()
+
     def wait_ready(self, timeout: float | None = None) -> None:
         self.start()
         if not self._ready.wait(timeout):
@@ -346,9 +354,16 @@ class ImportService:
             raise self._error
 
     # -- answering ----------------------------------------------------------------------------
+    def _serve(self, channel: Channel) -> None:
+        """Answer the far side's requests until its service channel ends (with the gateway)."""
+        while True:
+            try:
+                request = channel.receive()
+            except (EOFError, Error):
+                return
+            self._answer(channel, request)
+
     def _answer(self, channel: Channel, request: Any) -> None:
-        if request is None:
-            return  # the channel ended
         number = request[-1] if isinstance(request, tuple) and len(request) == 3 else None
         try:
             kind, what, number = request
