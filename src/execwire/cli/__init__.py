@@ -3,7 +3,8 @@
 ``execwire run`` ships code to every ``--on`` gateway (at most ``--max-parallel`` at
 once) and prints what it prints and sends, prefixed by gateway id when there are
 several; ``execwire info`` prints facts about each far interpreter; ``execwire
-shell`` is an interactive prompt on one. While gateways start, a terminal on
+shell`` is an interactive prompt on one; ``execwire map`` calls a function once per input
+line over gateways (cli/mapping.py). While gateways start, a terminal on
 stderr shows one status line per gateway, updated in place.
 """
 
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .shell import shell
 
         return shell(args.spec, subparser)
+    if args.command == "map":
+        from .mapping import run_map
+
+        return run_map(args, subparser)
     program = Program.from_args(args, subparser) if args.command == "run" else None
     targets = parse_targets(args.on, subparser, main_thread=program is not None)
     signal.signal(signal.SIGINT, _on_signal)

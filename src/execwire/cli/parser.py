@@ -241,4 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("spec", nargs="?", default="popen", metavar="SPEC", help="the gateway (default: popen)")
     for command in (run, info, shell):
         command.set_defaults(parser=command)
+    from .mapping import add_parser as add_map_parser
+
+    add_map_parser(commands, [many], _epilog, spec_help, ENV_HELP)
     return parser
