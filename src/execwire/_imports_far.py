@@ -230,7 +230,7 @@ def run_call(channel):
     request = channel.receive()
     func = _resolve(request)
     if request["batch"]:
-        result = [func(*args, **kwargs) for args, kwargs in request["items"]]
+        result = _run_batch(func, request)
     else:
         result = func(*request["args"], **request["kwargs"])
     try:
@@ -254,7 +254,7 @@ def serve_calls(channel):
         try:
             func = _resolve(request)
             if request["batch"]:
-                answer = ("ok", [func(*args, **kwargs) for args, kwargs in request["items"]])
+                answer = ("ok", _run_batch(func, request))
             else:
                 answer = ("ok", func(*request["args"], **request["kwargs"]))
         except BaseException:  # KeyboardInterrupt and SystemExit too: they end this call only
@@ -267,6 +267,14 @@ def serve_calls(channel):
             if exc.__class__.__name__ != "DumpError":
                 raise
             channel.send(("unsendable", str(exc)))
+
+
+def _run_batch(func, request):
+    """The calls of a chunk: "items" holds their positional arguments, "keywords" (if any) the rest."""
+    keywords = request.get("keywords")
+    if keywords is None:
+        return [func(*args) for args in request["items"]]
+    return [func(*args, **kwargs) for args, kwargs in zip(request["items"], keywords)]
 
 
 def _resolve(request):

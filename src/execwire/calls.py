@@ -61,8 +61,10 @@ def request_for(func: Callable[..., Any], args: Any, kwargs: dict[str, Any], bat
     target, front, keywords = _unwrap(func)
     request = reference(target)
     if batch:
-        request.update(batch=True, items=[[front + list(each), {**keywords, **each_kwargs}]
-                                          for each, each_kwargs in args])
+        items = [front + list(each) for each, _ in args] if front else [list(each) for each, _ in args]
+        request.update(batch=True, items=items)
+        if keywords or any(each_kwargs for _, each_kwargs in args):  # map() has none: not sent
+            request["keywords"] = [{**keywords, **each_kwargs} for _, each_kwargs in args]
     else:
         request.update(batch=False, args=front + list(args), kwargs={**keywords, **kwargs})
     return request
