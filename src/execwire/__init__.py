@@ -21,7 +21,6 @@ from .calls import CallError
 from .executor import Executor
 from .gateway import Gateway, RemoteStatus, RInfo
 from .group import Group, PopenGateway, SocketGateway, SshGateway, default_group, makegateway, set_execmodel
-from .imports import ImportPolicy
 from .multi import MultiChannel
 from .spec import XSpec
 
@@ -42,7 +41,6 @@ __all__ = [
     "GatewayStartError",
     "Group",
     "HostNotFound",
-    "ImportPolicy",
     "LoadError",
     "MultiChannel",
     "PopenGateway",
