@@ -183,3 +183,26 @@ def test_the_first_call_from_a_callback_of_the_same_gateway_is_refused(gw: execw
     gw.remote_exec("channel.send(1)").setcallback(callback)  # calls can start now: call() works there
     assert wait_until(lambda: len(outcome) == 2, 10)
     assert outcome[0] == 1 and outcome[1].result(30) == 2  # type: ignore[attr-defined]
+
+
+def test_a_main_module_run_with_dash_m_is_called_by_its_name(tmp_path: Path) -> None:
+    package = tmp_path / "tool"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
+    (package / "cli.py").write_text(textwrap.dedent("""\
+        import execwire
+        from .helpers import twice
+
+        def work(x):
+            return twice(x) + 1
+
+        if __name__ == "__main__":
+            with execwire.Group(["popen//chdir=elsewhere"]) as group:
+                print(group[0].call(work, 20))
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run([sys.executable, "-m", "tool.cli"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=50)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "41\n"

@@ -105,6 +105,9 @@ def reference(func: Callable[..., Any]) -> dict[str, Any]:
 
 def _main_reference(func: Any, qualname: str) -> dict[str, Any]:
     main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", None) and not spec.name.endswith(".__main__"):
+        return {"module": spec.name, "qualname": qualname}  # run with python -m: importable by its name
     filename = getattr(main, "__file__", None)
     code = getattr(func, "__code__", None)
     if filename is not None and os.path.isfile(filename) and code is not None and \
