@@ -276,7 +276,8 @@ class Gateway(BaseGateway):
         """Run the importable function ``func(*args, **kwargs)`` on the far side and return its result.
 
         Its module comes from the far installation or by import forwarding; a far
-        exception raises RemoteError with the far traceback.
+        exception raises RemoteError with the far traceback. Between calls up to four
+        far call loops stay open for the next ones (remote_status() counts them).
         """
         from . import calls
 
