@@ -81,6 +81,10 @@ class Group:
         with self._lock:
             self._gateways.append(gateway)
         shutdown.track(self)  # interpreter exit ends it, if nothing did before
+        if spec.imports == "on":  # forwarding on its way while the gateway starts; remote_exec waits for it
+            from .imports import service
+
+            service(gateway).start()
         return gateway
 
     def _middle(self, spec: XSpec, gateway_id: str) -> Gateway | None:
