@@ -89,6 +89,8 @@ def test_a_denied_module_fails_naming_the_policy(group: execwire.Group, packages
     assert "'secret'" in str(caught.value) and "denies it (deny=secret,shop.util)" in str(caught.value)
     with pytest.raises(execwire.RemoteError, match="denies it"):
         gw.remote_exec("import shop").receive(30)  # shop.prices imports shop.util.money
+    probe = gw.remote_exec("import importlib.util; channel.send(importlib.util.find_spec('secret') is not None)")
+    assert probe.receive(30) is True  # a probe is not an import: only importing it fails
 
 
 def test_an_allow_list_from_the_spec_serves_only_those(group: execwire.Group, packages: Packages) -> None:

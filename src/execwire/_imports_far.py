@@ -54,7 +54,8 @@ class ForwardingFinder(object):
         if record is None or record.get("missing"):
             return None
         if record.get("refused"):
-            raise ModuleNotFoundError(record["refused"], name=fullname)
+            # the import fails, saying why; a probe (importlib.util.find_spec) gets a spec, not an error
+            return ModuleSpec(fullname, RefusedLoader(fullname, record["refused"]))
         loader = ForwardingLoader(self, fullname, record)
         spec = ModuleSpec(fullname, loader, origin=record["origin"], is_package=record["package"])
         # __file__ is the controller's path, so tracebacks name the real file (a namespace package has none)
@@ -99,6 +100,20 @@ class ForwardingFinder(object):
 
     def invalidate_caches(self):
         pass
+
+
+class RefusedLoader(object):
+    """For a module the controller has but does not send: importing it raises, saying why."""
+
+    def __init__(self, fullname, reason):
+        self.name = fullname
+        self.reason = reason
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(self.reason, name=self.name)
+
+    def exec_module(self, module):  # pragma: no cover - create_module raised
+        raise ModuleNotFoundError(self.reason, name=self.name)
 
 
 class ForwardingLoader(object):
