@@ -7,8 +7,11 @@ test_imports_remote.py.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import sysconfig
+from pathlib import Path
 
 import call_targets
 import pytest
@@ -44,6 +47,54 @@ def test_package_submodules_relative_imports_and_data(gw: execwire.Gateway, pack
     channel.waitclose(30)
     assert "shop" not in sys.modules  # the controller served the sources without importing them
     assert not list(packages.root.rglob("__pycache__"))  # and nothing was compiled to a file anywhere
+
+
+def hiding_python(tmp_path: Path, hidden: Path) -> str:
+    """A spec whose far Python runs in a mount namespace where ``hidden`` is an empty folder."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare --mount is not available or not permitted here")
+    wrapper = tmp_path / "hiding-python"
+    wrapper.write_text(f"""#!/bin/sh\nexec {unshare} --mount -- sh -c 'mount -t tmpfs tmpfs "$0" && exec "$@"' """
+                       f"""{hidden} {sys.executable} "$@"\n""")
+    wrapper.chmod(0o755)
+    return f"exec={wrapper}"
+
+
+def test_reads_of_files_next_to_a_forwarded_module_are_served(group: execwire.Group, packages: Packages,
+                                                              tmp_path: Path) -> None:
+    write_shop(packages)
+    gw = group.makegateway(hiding_python(tmp_path, packages.root))  # it cannot see the files at all
+    packages.write("shop/reader.py", """\
+        import os
+        from pathlib import Path
+        HERE = os.path.dirname(__file__)
+        def with_open():
+            with open(os.path.join(HERE, "data", "greeting.txt")) as file:
+                return file.read()
+        def with_pathlib():
+            return (Path(__file__).parent / "data" / "greeting.txt").read_bytes()
+        def missing():
+            return open(os.path.join(HERE, "nothing.txt"))
+        """)
+    gw.forward_imports()
+    channel = gw.remote_exec("""
+        import os, shop.reader
+        channel.send(os.path.exists(shop.reader.__file__))
+        channel.send([shop.reader.with_open(), shop.reader.with_pathlib()])
+        try:
+            shop.reader.missing()
+        except FileNotFoundError as exc:
+            channel.send(str(exc))
+        try:
+            open("/nonexistent/elsewhere.txt")
+        except FileNotFoundError as exc:
+            channel.send(str(exc))
+    """)
+    assert channel.receive(30) is False
+    assert channel.receive(30) == ["hello from the controller\n", b"hello from the controller\n"]
+    assert "nor among the data files the controller serves" in channel.receive(30)
+    assert channel.receive(30) == "[Errno 2] No such file or directory: '/nonexistent/elsewhere.txt'"
 
 
 def test_modules_certain_to_be_needed_travel_with_the_first_answer(gw: execwire.Gateway, packages: Packages) -> None:

@@ -41,6 +41,7 @@ class ForwardingFinder(object):
         self.records = {}  # fullname -> record, or None for "not found there either"
         self.lock = threading.Lock()  # one request on the channel at a time
         self.asked = 0  # requests sent (they are numbered)
+        self.folders = []  # the controller's folders of the packages it sent (their data files are served)
 
     def find_spec(self, fullname, path=None, target=None):
         if not self.forward and fullname != MAIN_MODULE:
@@ -65,8 +66,16 @@ class ForwardingFinder(object):
     def lookup(self, fullname):
         with self.lock:
             if fullname not in self.records:
-                self.records.update(self.ask(("find", fullname), fullname))
+                answer = self.ask(("find", fullname), fullname)
+                for record in answer.values():
+                    if record and record.get("package") and record.get("origin"):
+                        self.folders.append(os.path.dirname(record["origin"]) + os.sep)
+                self.records.update(answer)
             return self.records.get(fullname)
+
+    def serves(self, path):
+        """Whether ``path`` lies in the folder of a package that came from the controller."""
+        return any(path.startswith(folder) for folder in self.folders)
 
     def ask(self, request, what):
         """Send a request and wait for its answer (holding self.lock).
@@ -327,6 +336,44 @@ def _remember_lines(filename, source):
 # -- installation ---------------------------------------------------------------------------------
 
 
+def forward_open(finder):
+    """Let open() for reading serve the data files of forwarded packages that are not on this machine.
+
+    Only when the file is not found here and lies in such a package's folder (as a path made
+    from its __file__ does); everything else is the original open(), exception included.
+    """
+    import builtins
+
+    original = builtins.open
+
+    def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
+             opener=None):
+        try:
+            return original(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        except FileNotFoundError:
+            if isinstance(file, int) or any(flag in mode for flag in "wax+") or not finder.folders:
+                raise
+            path = os.fspath(file)
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            path = os.path.abspath(path)
+            if not finder.serves(path):
+                raise
+            try:
+                data = finder.read_data(path)
+            except (FileNotFoundError, ImportError):
+                raise FileNotFoundError(2, "No such file or directory (here, nor among the data files the "
+                                           "controller serves)", path)
+            stream = io.BytesIO(data)
+            if "b" in mode:
+                return stream
+            return io.TextIOWrapper(stream, encoding=encoding, errors=errors, newline=newline)
+
+    open.__doc__ = original.__doc__
+    open.__wrapped__ = original
+    builtins.open = io.open = open
+
+
 def install(channel):
     """Open the service channel, put the finder in place, say so by sending the service channel."""
     service = channel.gateway.newchannel()
@@ -335,6 +382,8 @@ def install(channel):
     module.serve_calls = serve_calls
     finder = ForwardingFinder(service, channel.receive())  # True: forward imports; False: only __main__
     sys.meta_path.append(finder)
+    if finder.forward:
+        forward_open(finder)
     module.finder = finder
     sys.modules[SERVICE_MODULE] = module
     channel.send(service)
