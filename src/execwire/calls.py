@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 RUNNER = "import sys; sys.modules['_execwire_service'].run_call(channel)"
 
 
-class CallError(ValueError):
+class CallError(Error, ValueError):
     """The function cannot be called by reference; the message says why and what to do."""
 
 
