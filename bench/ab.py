@@ -41,11 +41,17 @@ def one_round(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, dict
     return medians
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def two_trees_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """The options every old-against-new script takes: the two trees and the number of rounds."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    return parser
+
+
+def main() -> None:
+    parser = two_trees_parser(__doc__, 5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cpus")
     parser.add_argument("--workloads", default="start,roundtrip,oneliner,bulk,tuples,group,rss")

@@ -12,13 +12,14 @@ Time spent polling for an answer counts too, as it should: it is CPU others lack
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from ab import two_trees_parser
 
 WORKLOADS = ("roundtrip", "tuples", "oneliner")
 
@@ -80,10 +81,7 @@ def measure(system: str, tree: Path | None, workload: str, count: int) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = two_trees_parser(__doc__, 3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply each workload's count")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
