@@ -237,7 +237,13 @@ class Protocol(object):
 
     def live_channels(self):
         """Every channel in the table that is not garbage."""
-        return [channel for channel in (ref() for ref in list(self.channels.values())) if channel is not None]
+        while True:
+            try:
+                refs = list(self.channels.values())
+                break
+            except RuntimeError:  # a finalizer in another thread changed the table meanwhile (PyPy)
+                continue
+        return [channel for channel in (ref() for ref in refs) if channel is not None]
 
     def channel_for(self, channel_id):
         """The channel a reference in an item names, made if this side does not know it yet."""
