@@ -81,6 +81,78 @@ def write_output(gateway: Gateway, stream: int, data: bytes) -> None:
         pass  # our own stream is closed; nothing better to do
 
 
+def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: dict[str, Any],
+                 channel_type: type, hint: Callable[[str], object] | None = None) -> list[Any]:
+    """The EXEC frame's payload for ``remote_exec(source, **kwargs)`` (the parts of its encoding).
+
+    Channels inside ``kwargs`` are instances of ``channel_type``; ``hint`` gets the
+    source text (import forwarding looks at it). Raises TypeError or ValueError
+    naming what cannot be shipped.
+    """
+    funcname = None
+    if isinstance(source, types.ModuleType):
+        import inspect
+
+        filename = source.__file__ or f"<module {source.__name__}>"
+        text = inspect.getsource(source)
+    elif isinstance(source, str):
+        text = _dedent(source)
+        filename = "<remote_exec>"
+    elif callable(source):
+        from .source import function_source  # inspect, ast and dis: only when a function is shipped
+
+        text, funcname, filename = function_source(source)
+    else:
+        raise TypeError(f"remote_exec takes a string, a module or a function, not {type(source).__name__}")
+    if kwargs and funcname is None:
+        raise TypeError("keyword arguments to remote_exec are only for functions")
+    if hint is not None:
+        hint(text)
+    try:
+        request = wire.encode((text, filename, funcname, kwargs), channel_type)
+    except wire.DumpError as exc:
+        raise wire.DumpError(f"remote_exec keyword arguments: {exc}") from None
+    return request
+
+
+def no_answer_error(what: str, spec: XSpec, timeout: float) -> GatewayStartError:
+    """The far Python said nothing within the start-up timeout."""
+    return GatewayStartError(f"{what} ({spec}): no answer from the far Python within {timeout:g} seconds; "
+                             "set //timeout=SECONDS in the spec to wait longer")
+
+
+def describe_start_failure(what: str, spec: XSpec, process: Process | None,
+                           error: Exception | None) -> GatewayStartError:
+    """Why a gateway (``what``: "gateway 'gw0'") ended before it answered: a GatewayStartError.
+
+    It may wait a few seconds for the process and its stderr: call it off an event loop.
+    """
+    cause = error.__cause__ if error is not None and error.__cause__ is not None else error
+    if isinstance(cause, GatewayStartError):
+        return cause
+    if isinstance(cause, ProtocolError) and "execwire needs Python" in str(cause):
+        message = f"{what}: {cause}"
+    else:
+        explained = (process.explain_start_failure(f"{what} ({spec})")
+                     if process is not None else None)
+        if explained is not None:  # the launcher (ssh, sudo, ...) said why on its stderr
+            explained.__cause__ = cause
+            return explained
+        detail = ""
+        if process is not None:
+            code = process.wait(timeout=0.5)
+            if code is None:  # alive but talking nonsense: it is of no use
+                process.kill()
+            detail = f" (exit code {code})" if code is not None else ""
+            if code == 127:
+                detail += "; 127 usually means a command was not found: check python= and PATH"
+        message = (f"{what} ({spec}): the far Python ended before it answered"
+                   f"{detail}: {cause or 'no output'}")
+    start_error = GatewayStartError(message)
+    start_error.__cause__ = cause
+    return start_error
+
+
 class Gateway(BaseGateway):
     """A connection to one far interpreter.
 
@@ -140,9 +212,7 @@ class Gateway(BaseGateway):
         while not self._ready.is_set():  # a receiver may read the HELLO before we look
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GatewayStartError(
-                    f"gateway {self.id!r} ({self.spec}): no answer from the far Python within "
-                    f"{self.startup_timeout:g} seconds; set //timeout=SECONDS in the spec to wait longer")
+                raise no_answer_error(f"gateway {self.id!r}", self.spec, self.startup_timeout)
             if self._waiter.readable(min(remaining, 0.05)):
                 return
 
@@ -163,30 +233,7 @@ class Gateway(BaseGateway):
         self._ready.set()
 
     def _describe_start_failure(self, error: Exception | None) -> GatewayStartError:
-        cause = error.__cause__ if error is not None and error.__cause__ is not None else error
-        if isinstance(cause, GatewayStartError):
-            return cause
-        if isinstance(cause, ProtocolError) and "execwire needs Python" in str(cause):
-            message = f"gateway {self.id!r}: {cause}"
-        else:
-            explained = (self._process.explain_start_failure(f"gateway {self.id!r} ({self.spec})")
-                         if self._process is not None else None)
-            if explained is not None:  # the launcher (ssh, sudo, ...) said why on its stderr
-                explained.__cause__ = cause
-                return explained
-            detail = ""
-            if self._process is not None:
-                code = self._process.wait(timeout=0.5)
-                if code is None:  # alive but talking nonsense: it is of no use
-                    self._process.kill()
-                detail = f" (exit code {code})" if code is not None else ""
-                if code == 127:
-                    detail += "; 127 usually means a command was not found: check python= and PATH"
-            message = (f"gateway {self.id!r} ({self.spec}): the far Python ended before it answered"
-                       f"{detail}: {cause or 'no output'}")
-        start_error = GatewayStartError(message)
-        start_error.__cause__ = cause
-        return start_error
+        return describe_start_failure(f"gateway {self.id!r}", self.spec, self._process, error)
 
     def _special_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -237,30 +284,9 @@ class Gateway(BaseGateway):
             from . import imports  # forwarding in place before the code runs: one round trip, once
 
             imports.service(self).wait_ready(self.startup_timeout)
-        funcname = None
-        if isinstance(source, types.ModuleType):
-            import inspect
-
-            filename = source.__file__ or f"<module {source.__name__}>"
-            text = inspect.getsource(source)
-        elif isinstance(source, str):
-            text = _dedent(source)
-            filename = "<remote_exec>"
-        elif callable(source):
-            from .source import function_source  # inspect, ast and dis: only when a function is shipped
-
-            text, funcname, filename = function_source(source)
-        else:
-            raise TypeError(f"remote_exec takes a string, a module or a function, not {type(source).__name__}")
-        if kwargs and funcname is None:
-            raise TypeError("keyword arguments to remote_exec are only for functions")
         forwarding = getattr(self, "_import_service", None)
-        if forwarding is not None:
-            forwarding.hint(text)  # the modules it imports travel with the first one asked for
-        try:
-            request = wire.encode((text, filename, funcname, kwargs), Channel)
-        except wire.DumpError as exc:
-            raise wire.DumpError(f"remote_exec keyword arguments: {exc}") from None
+        # the modules the code imports travel with the first one asked for
+        request = exec_request(source, kwargs, Channel, forwarding.hint if forwarding is not None else None)
         channel = self.newchannel()
         try:
             self._send(frames.EXEC, channel.id, request)
