@@ -88,10 +88,7 @@ class ChannelTransport(Stream):
                 return 0
             if isinstance(item, bytes):
                 self._pending = memoryview(item)
-                if self._deadline is not None:
-                    self._deadline = None
-                    self._speaks_protocol = item[:2] == frames.MAGIC[:len(item[:2])]
-                    self._stderr.start_forwarding()
+                self._got_bytes(item)
             else:
                 self._control(item)
                 if self.ended.is_set():
@@ -101,26 +98,39 @@ class ChannelTransport(Stream):
         self._pending = self._pending[count:]
         return count
 
+    def _got_bytes(self, item: bytes) -> None:
+        """Bytes from the command: the first ones end the start-up wait and start passing its stderr on."""
+        if self._deadline is not None:
+            self._deadline = None
+            self._speaks_protocol = item[:2] == frames.MAGIC[:len(item[:2])]
+            self._stderr.start_forwarding()
+
     def _next_item(self) -> Any:
         timeout = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
         try:
             return self.channel.receive(timeout)
-        except ExecwireTimeoutError:
+        except (ExecwireTimeoutError, EOFError, GatewayLostError, RemoteError) as exc:
+            error = self._receive_failed(exc)
+            if error is None:
+                return None
+            raise error from None if error.__cause__ is None else error.__cause__
+
+    def _receive_failed(self, exc: BaseException) -> Exception | None:
+        """What the relay channel's end (or a start-up timeout) means: the error, or None for a clean end."""
+        if isinstance(exc, ExecwireTimeoutError):
             self.signal(SIGKILL)
             self._end()
-            raise GatewayStartError(
+            return GatewayStartError(
                 f"{self.gateway}: no answer from {self.what} within {self._startup_timeout:g} seconds; set "
-                "//timeout=SECONDS in the spec to wait longer") from None
-        except EOFError:
-            self._end()
+                "//timeout=SECONDS in the spec to wait longer")
+        self._end()
+        if isinstance(exc, EOFError):
             if self.exit_code is None:
-                raise GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, "
-                                       "was closed") from None
+                return GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, was closed")
             return None
-        except (GatewayLostError, RemoteError) as exc:
-            self._end()
-            raise GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, went away: "
-                                   f"{exc}") from exc
+        error = GatewayLostError(f"{self.gateway}: gateway {self.via!r}, which it runs through, went away: {exc}")
+        error.__cause__ = exc
+        return error
 
     def _control(self, item: Any) -> None:
         kind = item[0]

@@ -1,0 +1,101 @@
+"""What an event loop must offer the shared async driver: the only code that differs per face.
+
+Everything is called from the loop's own thread (in trio: from inside trio.run).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Waiter(ABC):
+    """A one-shot wake-up for one waiting task; wake() may be called any number of times."""
+
+    @abstractmethod
+    def wake(self) -> None: ...
+
+
+class Watch(ABC):
+    """A descriptor being watched; cancel() before the descriptor is closed."""
+
+    @abstractmethod
+    def cancel(self) -> None: ...
+
+
+class Backend(ABC):
+    """The waiting primitives of one event loop library."""
+
+    name: str
+
+    @abstractmethod
+    def waiter(self) -> Waiter:
+        """A fresh waiter for the task that is about to wait."""
+
+    @abstractmethod
+    async def wait(self, waiter: Waiter, timeout: float | None) -> bool:
+        """Until ``waiter`` is woken (True) or ``timeout`` seconds pass (False); cancellable."""
+
+    @abstractmethod
+    def watch(self, fd: int, writable: bool, callback: Callable[[], bool]) -> Watch:
+        """Call ``callback()`` whenever ``fd`` is readable (writable) until it returns False."""
+
+    @abstractmethod
+    async def wait_readable(self, fd: int, timeout: float | None) -> bool:
+        """Until ``fd`` is readable (True) or ``timeout`` seconds pass (False)."""
+
+    @abstractmethod
+    async def sleep(self, seconds: float) -> None: ...
+
+    @abstractmethod
+    async def run_in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``function`` in a worker thread (start-up and failure paths only)."""
+
+    @abstractmethod
+    def spawn(self, function: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run ``function()`` in the background; it must catch its own errors."""
+
+    @abstractmethod
+    async def run_all(self, functions: list[Callable[[], Awaitable[T]]]) -> list[T | BaseException]:
+        """Run the functions side by side; each one's result or the exception it raised, in order."""
+
+
+class Wakeups:
+    """Tasks waiting for something to change (an item, credit, the end): woken all at once.
+
+    Each woken task looks again at what it waits for, so a wake-up is never lost
+    and a spurious one costs a look. Single-threaded: only the loop touches it.
+    """
+
+    __slots__ = ("_backend", "_waiters")
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._waiters: list[Waiter] = []
+
+    def wake_all(self) -> None:
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.wake()
+
+    def add(self, waiter: Waiter) -> None:
+        self._waiters.append(waiter)
+
+    def discard(self, waiter: Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Until the next wake_all() (True) or ``timeout`` (False)."""
+        waiter = self._backend.waiter()
+        self._waiters.append(waiter)
+        try:
+            return await self._backend.wait(waiter, timeout)
+        finally:
+            self.discard(waiter)

@@ -1,0 +1,234 @@
+"""The async Group and MultiChannel: gateways started side by side, channels read as one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+from .._far.errors import GatewayStartError
+from ..spec import XSpec
+from .backend import Backend
+from .channel import Channel
+from .gateway import AsyncGateway, makegateway
+
+
+class AsyncGroup:
+    """Gateways with ids (``gw0``, ``gw1``, ... unless a spec says ``id=``).
+
+    ``async with Group(specs) as group`` starts every spec side by side (a via=
+    gateway once the one it runs through is up) and terminates them all at the end.
+    """
+
+    _backend_class: Callable[[], Backend]
+
+    def __init__(self, xspecs: Iterable[str | XSpec] = ()) -> None:
+        self._specs = [spec if isinstance(spec, XSpec) else XSpec(spec) for spec in xspecs]
+        self._gateways: list[AsyncGateway] = []
+        self._next_auto_id = 0
+        self._backend: Backend | None = None
+
+    def __repr__(self) -> str:
+        return f"<async Group {[gw.id for gw in self._gateways]!r}>"
+
+    def __len__(self) -> int:
+        return len(self._gateways)
+
+    def __iter__(self) -> Iterator[AsyncGateway]:
+        return iter(list(self._gateways))
+
+    def __contains__(self, key: object) -> bool:
+        return any(gw is key or gw.id == key for gw in self._gateways)
+
+    def __getitem__(self, key: int | str | AsyncGateway) -> AsyncGateway:
+        if isinstance(key, int):
+            return self._gateways[key]
+        for gw in self._gateways:
+            if gw is key or gw.id == key:
+                return gw
+        raise KeyError(f"no gateway {key!r} in this group; ids: {[gw.id for gw in self._gateways]}")
+
+    def _get_backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._backend_class()
+        return self._backend
+
+    # -- making gateways -----------------------------------------------------------
+    async def makegateway(self, spec: str | XSpec | None = None) -> AsyncGateway:
+        """Start a gateway for ``spec`` (default "popen"), add it to the group once it answered."""
+        if not isinstance(spec, XSpec):
+            spec = XSpec(spec or "popen")
+        gateway_id = self._allocate_id(spec)
+        middle = None
+        through = spec.via if spec.via is not None else spec.installvia
+        if through is not None:
+            if through not in self:
+                raise ValueError(f"via={through!r} in gateway spec {str(spec)!r} names no gateway of this group; "
+                                 f"its gateways are {[gw.id for gw in self]}")
+            middle = self[str(through)]
+        gateway = await makegateway(self._get_backend(), spec, self, gateway_id, middle)
+        self._gateways.append(gateway)
+        return gateway
+
+    async def makegateways(self, specs: Iterable[str | XSpec]) -> list[AsyncGateway]:
+        """Start gateways side by side (those with via= after the one they run through).
+
+        If any could not start, raise GatewayStartError naming each that failed;
+        those that started stay in the group.
+        """
+        pending = [spec if isinstance(spec, XSpec) else XSpec(spec) for spec in specs]
+        for spec in pending:
+            if spec.id is None:
+                spec.id = self._allocate_id(spec)
+        specs_in_order = list(pending)
+        started: list[AsyncGateway] = []
+        failures: list[BaseException] = []
+        while pending:
+            known = {str(spec.id) for spec in pending}
+            wave = [spec for spec in pending if str(spec.via or spec.installvia or "") not in known]
+            if not wave:
+                raise ValueError(f"the gateway specs {[str(spec) for spec in pending]} run through each other")
+            pending = [spec for spec in pending if spec not in wave]
+            results = await self._get_backend().run_all([self._starter(spec) for spec in wave])
+            for result in results:
+                if isinstance(result, AsyncGateway):
+                    started.append(result)
+                else:
+                    failures.append(result)
+        order = {str(spec.id): index for index, spec in enumerate(specs_in_order)}
+        started.sort(key=lambda gw: order[gw.id])  # the group lists them as the specs did, not as they came up
+        self._gateways = [gw for gw in self._gateways if gw not in started] + started
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            error = GatewayStartError(f"{len(failures)} gateways could not start: "
+                                      + "; ".join(str(exc) for exc in failures))
+            raise error from failures[0]
+        return started
+
+    def _starter(self, spec: XSpec) -> Callable[[], Awaitable[AsyncGateway]]:
+        return lambda: self.makegateway(spec)
+
+    def _allocate_id(self, spec: XSpec) -> str:
+        taken = {gw.id for gw in self._gateways}
+        if spec.id is not None:
+            if str(spec.id) in taken:
+                raise ValueError(f"a gateway with id {spec.id!r} is already in this group")
+            return str(spec.id)
+        while f"gw{self._next_auto_id}" in taken:
+            self._next_auto_id += 1
+        gateway_id = f"gw{self._next_auto_id}"
+        self._next_auto_id += 1
+        return gateway_id
+
+    def _unregister(self, gateway: AsyncGateway) -> None:
+        if gateway in self._gateways:
+            self._gateways.remove(gateway)
+
+    # -- using them ----------------------------------------------------------------
+    async def remote_exec(self, source: Any, **kwargs: Any) -> MultiChannel:
+        """Run ``source`` on every gateway; the channels come back as one MultiChannel."""
+        return MultiChannel([await gw.remote_exec(source, **kwargs) for gw in self])
+
+    async def terminate(self, timeout: float | None = None) -> None:
+        """Exit every gateway side by side (those behind via= first); after ``timeout`` they are killed."""
+        deadline = time.monotonic() + (5.0 if timeout is None else max(timeout, 0.0))
+        by_id = {gw.id: gw for gw in self._gateways}
+
+        def depth(gateway: AsyncGateway) -> int:
+            through = gateway.spec.via or gateway.spec.installvia
+            middle = by_id.get(str(through)) if through is not None else None
+            return 0 if middle is None or middle is gateway else 1 + depth(middle)
+
+        ranked = [(depth(gw), gw) for gw in self._gateways]
+        for level in sorted({level for level, _ in ranked}, reverse=True):
+            wave = [gw for wanted, gw in ranked if wanted == level]
+            remaining = max(deadline - time.monotonic(), 0.0)
+            await self._get_backend().run_all([_exiter(gw, remaining) for gw in wave])
+
+    async def __aenter__(self) -> AsyncGroup:
+        if self._specs:
+            specs, self._specs = self._specs, []
+            try:
+                await self.makegateways(specs)
+            except BaseException:
+                await self.terminate(1.0)
+                raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.terminate()
+
+
+def _exiter(gateway: AsyncGateway, timeout: float) -> Callable[[], Awaitable[None]]:
+    return lambda: gateway.exit(timeout)
+
+
+class MultiChannel:
+    """Several async channels used as one: send to all, receive from each, or take items as they come."""
+
+    def __init__(self, channels: Iterable[Channel]) -> None:
+        self._channels = list(channels)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def __iter__(self) -> Iterator[Channel]:
+        return iter(self._channels)
+
+    def __getitem__(self, index: int) -> Channel:
+        return self._channels[index]
+
+    async def send_each(self, item: Any) -> None:
+        """Send ``item`` on every channel."""
+        for channel in self._channels:
+            await channel.send(item)
+
+    async def receive_each(self, withchannel: bool = False) -> list[Any]:
+        """One item from each channel, in channel order (as (channel, item) pairs if asked)."""
+        items = [await channel.receive() for channel in self._channels]
+        return list(zip(self._channels, items, strict=True)) if withchannel else items
+
+    async def waitclose(self, timeout: float | None = None) -> None:
+        """Until every channel closed; the first error after all are done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first: BaseException | None = None
+        for channel in self._channels:
+            try:
+                await channel.waitclose(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def __aiter__(self) -> AsyncIterator[tuple[Channel, Any]]:
+        return self._arrivals()
+
+    async def _arrivals(self) -> AsyncIterator[tuple[Channel, Any]]:
+        """(channel, item) pairs in the order items arrive, until every channel ended.
+
+        A channel that ends with an error (RemoteError, GatewayLostError) raises it here.
+        """
+        open_channels = list(self._channels)
+        while open_channels:
+            for channel in list(open_channels):
+                try:
+                    found, item = channel._take()
+                except EOFError:
+                    open_channels.remove(channel)
+                    continue
+                if found:
+                    yield channel, item
+                    break
+            else:
+                if not open_channels:
+                    return
+                backend = open_channels[0].gateway._backend
+                waiter = backend.waiter()
+                for channel in open_channels:
+                    channel._changes.add(waiter)
+                try:
+                    await backend.wait(waiter, None)
+                finally:
+                    for channel in open_channels:
+                        channel._changes.discard(waiter)
