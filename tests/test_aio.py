@@ -8,17 +8,33 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from async_scenarios import ECHO, SCENARIOS
 from conftest import wait_until
+from sshd import SshServer
+from test_server import RunningServer, make_token_file, module_server_argv, start_server
 
 import execwire
 import execwire.aio as aio
 
 pytestmark = pytest.mark.timeout(90)
+pytest_plugins = ["sshd"]
+
+
+@pytest.fixture(scope="module")
+def socket_spec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The spec of a real socket server on loopback, shared by this module's tests."""
+    folder = tmp_path_factory.mktemp("server")
+    token_file = make_token_file(folder)
+    running: RunningServer = start_server(module_server_argv(token_file), folder / "server.log")
+    try:
+        yield f"socket={running.spec_address}//token_file={token_file}"
+    finally:
+        running.stop()
 
 
 def run(function: Callable[[], Awaitable[Any]]) -> Any:
@@ -170,3 +186,35 @@ def test_same_error_classes_as_the_threaded_api() -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_via(name: str) -> None:
     run(lambda: SCENARIOS[name](aio, "popen//via=middle"))
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_ssh(name: str, sshd: SshServer) -> None:
+    run(lambda: SCENARIOS[name](aio, sshd.spec()))
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_socket(name: str, socket_spec: str) -> None:
+    run(lambda: SCENARIOS[name](aio, socket_spec))
+
+
+def test_ssh_errors_are_the_threaded_ones(sshd: SshServer) -> None:
+    async def main() -> None:
+        with pytest.raises(execwire.HostNotFound, match="nosuchhost.invalid"):
+            await aio.makegateway("ssh=nosuchhost.invalid//timeout=10")
+        with pytest.raises(execwire.AuthenticationError):
+            await aio.makegateway(f"ssh=-o IdentitiesOnly=yes -i /dev/null -p {sshd.port} "
+                                  f"-o UserKnownHostsFile={sshd.known_hosts} nobody@{sshd.host}")
+
+    run(main)
+
+
+def test_socket_errors_are_the_threaded_ones(socket_spec: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        wrong = make_token_file(tmp_path, "a-wrong-token-that-is-long-enough-0123456789")
+        with pytest.raises(execwire.AuthenticationError):
+            await aio.makegateway(socket_spec.split("//")[0] + f"//token_file={wrong}")
+        with pytest.raises(execwire.HostNotFound):
+            await aio.makegateway(f"socket=127.0.0.1:1//token_file={wrong}")
+
+    run(main)
