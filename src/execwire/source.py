@@ -31,6 +31,9 @@ def function_source(func: Callable[..., Any]) -> tuple[str, str, str]:
             "define it at module level and pass values as keyword arguments")
     if name == "<lambda>":
         raise ValueError("cannot ship a lambda; define a named function whose first parameter is 'channel'")
+    if code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        raise ValueError(f"cannot ship function {name!r}: it is an async generator (async def with yield); "
+                         "ship an async def function without yield, which sends items with await channel.send()")
     if code.co_argcount < 1 and not code.co_flags & inspect.CO_VARARGS:
         raise ValueError(f"cannot ship function {name!r}: its first parameter must receive the channel")
     used = sorted(_global_names(code) - _BUILTIN_NAMES)

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from . import frames, protocol
+from . import asyncrun, frames, protocol
 from .errors import ChannelClosedError, GatewayLostError, ProtocolError
 from .gateway import BaseGateway, _Queue, format_exception
 
@@ -33,6 +33,7 @@ class FarGateway(BaseGateway):
         self._idle_workers = []  # the job queue of each idle worker
         self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
         self._compiled = {}  # (source, filename) -> code, for code shipped again and again
+        self._async_runner = None  # the event loop of async jobs, made by the first (asyncrun.py)
 
     def configure(self, config):
         """Apply the gateway settings of the CONFIG frame that concern this object."""
@@ -141,6 +142,8 @@ class FarGateway(BaseGateway):
         self._send(frames.OUTPUT, stream, [data])
 
     def _start_exec(self, channel, request):
+        if asyncrun.may_be_async(request[0]):
+            asyncrun.install_waking_queue(channel)  # before any item for it is dispatched
         job = (channel,) + tuple(request)
         if self.execmodel == "main_thread_only":
             with self._running_lock:
@@ -206,8 +209,12 @@ class FarGateway(BaseGateway):
             namespace = {"channel": channel, "__name__": "__channelexec__"}
             code = self._compile(source, filename)
             exec(code, namespace)
+            target = namespace[funcname] if funcname is not None else namespace.get("main")
+            if asyncrun.is_async(target):
+                self._start_async(channel, target, kwargs, source, filename)
+                return channel, _RUNS_ON
             if funcname is not None:
-                namespace[funcname](channel, **kwargs)
+                target(channel, **kwargs)
         except BaseException:
             exc_info = sys.exc_info()
             if _ended_by_close(exc_info[1], channel):
@@ -226,8 +233,32 @@ class FarGateway(BaseGateway):
             self._running -= 1
         return channel, error
 
+    def _start_async(self, channel, function, kwargs, source, filename):
+        """Run an ``async def`` job in the gateway's event loop (asyncrun.py); it finishes there."""
+        if self._async_runner is None:
+            with self._running_lock:
+                if self._async_runner is None:
+                    self._async_runner = asyncrun.AsyncRunner()
+
+        def finished(exc_info):
+            error = None
+            if exc_info is not None and _ended_by_close(exc_info[1], channel):
+                exc_info = None  # as for threaded jobs: the other side closed the channel, no error
+            if exc_info is not None:
+                with _traceback_lock:
+                    _remember_source(filename, source)
+                    error = format_exception(exc_info, skip_frames=1)
+                    _forget_source(filename)
+            with self._running_lock:
+                self._running -= 1
+            self._finish(channel, error)
+
+        self._async_runner.start(function, channel, kwargs, finished)
+
     def _finish(self, channel, error):
         """Close the channel of a finished remote_exec, with its error if it failed."""
+        if error is _RUNS_ON:
+            return  # an async job: it finishes in the event loop
         if error is not None and channel.isclosed() and self._connection_error is None:
             sys.stderr.write(error)  # nobody left to receive it
         else:
@@ -262,6 +293,7 @@ def rinfo():
 
 
 MAX_IDLE_WORKERS = 16
+_RUNS_ON = "async job: it runs on in the event loop"
 FINISH_GRACE = 1.0
 _traceback_lock = threading.Lock()
 

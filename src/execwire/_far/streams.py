@@ -410,6 +410,8 @@ class ReadWaiter(object):
             fileno = self.fileno
         if fileno is None:
             return True
+        if timeout is not None and timeout < 0:
+            timeout = 0  # a deadline just passed (receive(timeout=0)): select() refuses a negative one
         import select
 
         while True:
