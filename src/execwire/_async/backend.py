@@ -94,8 +94,10 @@ class Wakeups:
     async def wait(self, timeout: float | None) -> bool:
         """Until the next wake_all() (True) or ``timeout`` (False)."""
         waiter = self._backend.waiter()
-        self._waiters.append(waiter)
+        waiters = self._waiters
+        waiters.append(waiter)
         try:
             return await self._backend.wait(waiter, timeout)
         finally:
-            self.discard(waiter)
+            if self._waiters is waiters and waiter in waiters:  # not woken: still listed
+                waiters.remove(waiter)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .gateway import AsyncGateway
 
 _DATA = frames.DATA
+_MAGIC = frames.MAGIC
+_pack_header = frames.HEADER.pack
+_SMALL = 65536
 
 
 class Inbox:
@@ -83,7 +86,12 @@ class Channel(ChannelState):
                 break
             await self._credit.wait(None)
         outbox = self.gateway._writer
-        await outbox.drained(outbox.send(_DATA, self.id, parts, size))
+        if size < _SMALL and len(parts) == 1:
+            mark = outbox.send_frame(_pack_header(_MAGIC, _DATA, self.id, size) + parts[0])
+        else:
+            mark = outbox.send(_DATA, self.id, parts, size)
+        if outbox.written < mark:  # it went out at once, as a rule
+            await outbox.drained(mark)
 
     def _send_nowait(self, item: Any) -> None:
         """Queue a small control item now, credit or not (a relay's signal from code that cannot wait)."""

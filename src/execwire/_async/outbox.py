@@ -50,8 +50,24 @@ class Outbox:
         """Queue a complete frame; return its mark."""
         if self.broken is not None:
             raise self.broken
-        self._buffers.append(frame)
         self.queued += len(frame)
+        link = self._link
+        if not self._buffers and link is not None:  # the common case: nothing waits, write it now
+            try:
+                count = link.write_some([frame])
+            except GatewayLostError as exc:
+                self.fail(exc)
+                raise
+            if count == len(frame):
+                self.written += count
+                return self.queued
+            if count:
+                self.written += count
+                frame = frame[count:]
+            self._buffers.append(frame)
+            self.flush()  # it waits for the link to take more
+            return self.queued
+        self._buffers.append(frame)
         if not self._waiting_for_link:
             self.flush()
         return self.queued
