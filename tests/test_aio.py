@@ -8,7 +8,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +16,13 @@ import pytest
 from async_scenarios import ECHO, SCENARIOS
 from conftest import wait_until
 from sshd import SshServer
-from test_server import RunningServer, make_token_file, module_server_argv, start_server
+from test_server import make_token_file
 
 import execwire
 import execwire.aio as aio
 
 pytestmark = pytest.mark.timeout(90)
-pytest_plugins = ["sshd"]
-
-
-@pytest.fixture(scope="module")
-def socket_spec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The spec of a real socket server on loopback, shared by this module's tests."""
-    folder = tmp_path_factory.mktemp("server")
-    token_file = make_token_file(folder)
-    running: RunningServer = start_server(module_server_argv(token_file), folder / "server.log")
-    try:
-        yield f"socket={running.spec_address}//token_file={token_file}"
-    finally:
-        running.stop()
+pytest_plugins = ["sshd", "socket_server_fixture"]
 
 
 def run(function: Callable[[], Awaitable[Any]]) -> Any:

@@ -20,7 +20,7 @@ trio = pytest.importorskip("trio")
 import execwire.trio as etrio  # noqa: E402 - only once trio is known to be there
 
 pytestmark = pytest.mark.timeout(90)
-pytest_plugins = ["sshd"]
+pytest_plugins = ["sshd", "socket_server_fixture"]
 
 
 def run(function: Callable[[], Awaitable[Any]]) -> Any:
@@ -45,6 +45,12 @@ def test_via(name: str) -> None:
 @pytest.mark.parametrize("name", ["round_trips_and_exit", "far_killed_mid_receive_is_gateway_lost"])
 def test_ssh(name: str, sshd: SshServer) -> None:
     run(lambda: SCENARIOS[name](etrio, sshd.spec()))
+
+
+@pytest.mark.parametrize("name", ["round_trips_and_exit", "errors_are_the_threaded_classes",
+                                  "far_killed_mid_receive_is_gateway_lost"])
+def test_socket(name: str, socket_spec: str) -> None:
+    run(lambda: SCENARIOS[name](etrio, socket_spec))
 
 
 def test_a_cancelled_receive_loses_no_item() -> None:
