@@ -6,7 +6,7 @@ import atexit
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from . import shutdown, transports
 from ._far.channel import Channel
@@ -14,6 +14,13 @@ from ._far.errors import GatewayStartError, TimeoutError
 from .gateway import DEBUG, Gateway
 from .multi import MultiChannel
 from .spec import EXECMODELS, XSpec
+
+
+class Named(Protocol):
+    """What the group helpers need of a gateway (threaded or async)."""
+
+    id: str
+    spec: XSpec
 
 
 class Group:
@@ -89,18 +96,7 @@ class Group:
 
     def _middle(self, spec: XSpec, gateway_id: str) -> Gateway | None:
         """The gateway of this group that ``via=`` or ``installvia=`` names (transports get it, not the group)."""
-        if spec.via is not None:
-            if spec.via not in self:
-                raise ValueError(f"via={spec.via!r} in gateway spec {str(spec)!r} names no gateway of this group; "
-                                 f"its gateways are {[gw.id for gw in self]}")
-            return self[str(spec.via)]
-        if spec.installvia is not None:
-            if spec.installvia not in self:
-                raise GatewayStartError(
-                    f"gateway {gateway_id!r} ({spec}): installvia={spec.installvia} names no gateway of this group; "
-                    f"ids: {[gw.id for gw in self]}")
-            return self[str(spec.installvia)]
-        return None
+        return find_middle(spec, gateway_id, self._gateways)
 
     def makegateways(self, specs: Iterable[str | XSpec]) -> list[Gateway]:
         """Start a gateway for every spec side by side; return them once all have answered.
@@ -139,15 +135,7 @@ class Group:
 
     def _allocate_id(self, spec: XSpec) -> str:
         with self._lock:
-            if spec.id is not None:
-                if any(gw.id == spec.id for gw in self._gateways):
-                    raise ValueError(f"a gateway with id {spec.id!r} is already in this group")
-                return str(spec.id)
-            taken = {gw.id for gw in self._gateways}
-            while f"gw{self._next_auto_id}" in taken:
-                self._next_auto_id += 1
-            gateway_id = f"gw{self._next_auto_id}"
-            self._next_auto_id += 1
+            gateway_id, self._next_auto_id = allocate_id(spec, self._gateways, self._next_auto_id)
             return gateway_id
 
     def _unregister(self, gateway: Gateway) -> None:
@@ -207,27 +195,11 @@ class Group:
 
     def _by_depth(self) -> list[tuple[int, Gateway]]:
         """Each gateway with the number of gateways of this group it runs through (via=, installvia=)."""
-        gateways = list(self._gateways)
-        by_id = {gw.id: gw for gw in gateways}
-        depths: dict[str, int] = {}
-
-        def depth(gateway: Gateway, seen: frozenset[str] = frozenset()) -> int:
-            if gateway.id not in depths:
-                through = gateway.spec.via or gateway.spec.installvia
-                middle = by_id.get(str(through)) if through is not None else None
-                if middle is None or middle.id in seen:
-                    depths[gateway.id] = 0
-                else:
-                    depths[gateway.id] = 1 + depth(middle, seen | {gateway.id})
-            return depths[gateway.id]
-
-        return [(depth(gw), gw) for gw in gateways]
+        return by_depth(self._gateways)
 
     def _waves(self) -> list[list[Gateway]]:
         """The gateways in the order they are ended: the deepest behind via= first."""
-        ranked = self._by_depth()
-        levels = sorted({level for level, _ in ranked}, reverse=True)
-        return [[gw for level, gw in ranked if level == wanted] for wanted in levels]
+        return exit_waves(self._gateways)
 
     def __enter__(self) -> Group:
         return self
@@ -242,6 +214,62 @@ class Group:
         """
         self.terminate(timeout=1.0)
 
+
+# -- what the threaded and the async groups share ------------------------------------------
+G = TypeVar("G", bound=Named)
+
+
+def find_middle(spec: XSpec, gateway_id: str, gateways: list[G]) -> G | None:
+    """The gateway among ``gateways`` that ``via=`` or ``installvia=`` of ``spec`` names, or None."""
+    by_id = {gw.id: gw for gw in gateways}
+    if spec.via is not None:
+        if spec.via not in by_id:
+            raise ValueError(f"via={spec.via!r} in gateway spec {str(spec)!r} names no gateway of this group; "
+                             f"its gateways are {list(by_id)}")
+        return by_id[str(spec.via)]
+    if spec.installvia is not None:
+        if spec.installvia not in by_id:
+            raise GatewayStartError(f"gateway {gateway_id!r} ({spec}): installvia={spec.installvia} names no "
+                                    f"gateway of this group; ids: {list(by_id)}")
+        return by_id[str(spec.installvia)]
+    return None
+
+
+def allocate_id(spec: XSpec, gateways: list[G], next_auto_id: int) -> tuple[str, int]:
+    """The id of a new gateway for ``spec`` (its own, or the next free ``gwN``), and the next N to try."""
+    taken = {gw.id for gw in gateways}
+    if spec.id is not None:
+        if spec.id in taken:
+            raise ValueError(f"a gateway with id {spec.id!r} is already in this group")
+        return str(spec.id), next_auto_id
+    while f"gw{next_auto_id}" in taken:
+        next_auto_id += 1
+    return f"gw{next_auto_id}", next_auto_id + 1
+
+
+def by_depth(gateways: list[G]) -> list[tuple[int, G]]:
+    """Each gateway with the number of ``gateways`` it runs through (via=, installvia=)."""
+    by_id = {gw.id: gw for gw in gateways}
+    depths: dict[str, int] = {}
+
+    def depth(gateway: G, seen: frozenset[str] = frozenset()) -> int:
+        if gateway.id not in depths:
+            through = gateway.spec.via or gateway.spec.installvia
+            middle = by_id.get(str(through)) if through is not None else None
+            if middle is None or middle.id in seen:
+                depths[gateway.id] = 0
+            else:
+                depths[gateway.id] = 1 + depth(middle, seen | {gateway.id})
+        return depths[gateway.id]
+
+    return [(depth(gw), gw) for gw in gateways]
+
+
+def exit_waves(gateways: list[G]) -> list[list[G]]:
+    """``gateways`` in the order they are ended: those behind the most via= or installvia= first."""
+    ranked = by_depth(gateways)
+    levels = sorted({level for level, _ in ranked}, reverse=True)
+    return [[gw for level, gw in ranked if level == wanted] for wanted in levels]
 
 default_group = Group()
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from .._far.errors import GatewayStartError
+from ..group import allocate_id, exit_waves, find_middle
 from ..spec import XSpec
 from .backend import Backend
 from .channel import Channel
@@ -59,13 +60,7 @@ class AsyncGroup:
         if not isinstance(spec, XSpec):
             spec = XSpec(spec or "popen")
         gateway_id = self._allocate_id(spec)
-        middle = None
-        through = spec.via if spec.via is not None else spec.installvia
-        if through is not None:
-            if through not in self:
-                raise ValueError(f"via={through!r} in gateway spec {str(spec)!r} names no gateway of this group; "
-                                 f"its gateways are {[gw.id for gw in self]}")
-            middle = self[str(through)]
+        middle = find_middle(spec, gateway_id, self._gateways)
         gateway = await makegateway(self._get_backend(), spec, self, gateway_id, middle)
         self._gateways.append(gateway)
         return gateway
@@ -110,15 +105,7 @@ class AsyncGroup:
         return lambda: self.makegateway(spec)
 
     def _allocate_id(self, spec: XSpec) -> str:
-        taken = {gw.id for gw in self._gateways}
-        if spec.id is not None:
-            if str(spec.id) in taken:
-                raise ValueError(f"a gateway with id {spec.id!r} is already in this group")
-            return str(spec.id)
-        while f"gw{self._next_auto_id}" in taken:
-            self._next_auto_id += 1
-        gateway_id = f"gw{self._next_auto_id}"
-        self._next_auto_id += 1
+        gateway_id, self._next_auto_id = allocate_id(spec, self._gateways, self._next_auto_id)
         return gateway_id
 
     def _unregister(self, gateway: AsyncGateway) -> None:
@@ -133,16 +120,7 @@ class AsyncGroup:
     async def terminate(self, timeout: float | None = None) -> None:
         """Exit every gateway side by side (those behind via= first); after ``timeout`` they are killed."""
         deadline = time.monotonic() + (5.0 if timeout is None else max(timeout, 0.0))
-        by_id = {gw.id: gw for gw in self._gateways}
-
-        def depth(gateway: AsyncGateway) -> int:
-            through = gateway.spec.via or gateway.spec.installvia
-            middle = by_id.get(str(through)) if through is not None else None
-            return 0 if middle is None or middle is gateway else 1 + depth(middle)
-
-        ranked = [(depth(gw), gw) for gw in self._gateways]
-        for level in sorted({level for level, _ in ranked}, reverse=True):
-            wave = [gw for wanted, gw in ranked if wanted == level]
+        for wave in exit_waves(self._gateways):
             remaining = max(deadline - time.monotonic(), 0.0)
             await self._get_backend().run_all([_exiter(gw, remaining) for gw in wave])
 

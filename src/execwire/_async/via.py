@@ -21,7 +21,7 @@ from ..process import StderrCollector
 from ..spec import XSpec
 from ..transports import relay
 from ..transports.command import far_config
-from ..transports.via import ITEM_SIZE, SIGKILL, SIGTERM, ChannelTransport
+from ..transports.via import SIGKILL, SIGTERM, ChannelTransport, first_item
 from .backend import Backend, Wakeups
 from .channel import Channel
 from .links import Link
@@ -105,15 +105,7 @@ class ChannelLink(Link):
             return sent
         if self._sending or self._closed:
             return None
-        parts = []
-        size = 0
-        for buffer in buffers:
-            view = memoryview(buffer).cast("B")[:ITEM_SIZE - size]
-            parts.append(view)
-            size += len(view)
-            if size >= ITEM_SIZE:
-                break
-        data = b"".join(parts)
+        data = first_item(buffers)
         self._sending = True
         self.backend.spawn(lambda: self._write(data), "execwire-relay-write")
         return None

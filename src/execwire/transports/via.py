@@ -61,6 +61,19 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
     return transport, process
 
 
+def first_item(buffers: list[Any]) -> bytes:
+    """The first ITEM_SIZE bytes (at most) of ``buffers``: what one relay item carries."""
+    parts = []
+    size = 0
+    for buffer in buffers:
+        view = memoryview(buffer).cast("B")[:ITEM_SIZE - size]
+        parts.append(view)
+        size += len(view)
+        if size >= ITEM_SIZE:
+            break
+    return b"".join(parts)
+
+
 class ChannelTransport(Stream):
     """Frames carried as bytes items of a channel to a relay on another gateway."""
 
@@ -161,15 +174,7 @@ class ChannelTransport(Stream):
         bytes of a large frame while the rest travels, and fit in the channel's
         flow-control window.
         """
-        parts = []
-        size = 0
-        for buffer in buffers:
-            view = memoryview(buffer).cast("B")[:ITEM_SIZE - size]
-            parts.append(view)
-            size += len(view)
-            if size >= ITEM_SIZE:
-                break
-        data = b"".join(parts)
+        data = first_item(buffers)
         self._send(data)
         return len(data)
 
