@@ -101,6 +101,15 @@ async def scenario_bad_inputs_are_named(face: ModuleType, spec: str) -> None:
     with pytest.raises(TypeError, match="not int"):
         await gw.remote_exec(42)  # type: ignore[arg-type]
     channel = await gw.remote_exec(ECHO)
+    with pytest.raises(TypeError, match="async for"):
+        for _ in channel:  # sync code where async is required
+            pass
+    with pytest.raises(TypeError, match="async with"):
+        with gw:
+            pass
+    with pytest.raises(TypeError, match="async with"):
+        with face.Group():
+            pass
     with pytest.raises(execwire.DumpError, match="object"):
         await channel.send(object())
     await channel.send("still fine")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -206,3 +207,27 @@ def test_socket_errors_are_the_threaded_ones(socket_spec: str, tmp_path: Path) -
             await aio.makegateway(f"socket=127.0.0.1:1//token_file={wrong}")
 
     run(main)
+
+
+def test_prefixes_run_through_the_same_launch(tmp_path: Path) -> None:
+    """exec= (a command prefix ending in the far Python): its stderr is collected like ssh's."""
+    run(lambda: SCENARIOS["round_trips_and_exit"](aio, f"popen//exec=/usr/bin/env {sys.executable}"))
+
+    async def missing() -> None:
+        with pytest.raises(execwire.GatewayStartError, match="no-such-tool"):
+            await aio.makegateway("popen//exec=no-such-tool python3")
+
+    run(missing)
+
+
+def test_installvia_and_a_missing_loop_are_refused_by_name() -> None:
+    async def main() -> None:
+        async with aio.Group(["popen//id=host"]) as group:
+            with pytest.raises(ValueError, match="installvia= is not available in the async faces"):
+                await group.makegateway("socket//installvia=host")
+            with pytest.raises(ValueError, match="via='nowhere'.*names no gateway"):
+                await group.makegateway("popen//via=nowhere")
+
+    run(main)
+    with pytest.raises(RuntimeError, match="inside a running asyncio loop"):
+        aio.Group(["popen"])._get_backend()

@@ -131,3 +131,21 @@ def test_a_stopped_far_side_does_not_block_trio() -> None:
 def test_same_error_classes_as_the_threaded_api() -> None:
     assert etrio.RemoteError is execwire.RemoteError
     assert etrio.GatewayLostError is execwire.GatewayLostError
+
+
+def test_the_wrong_face_for_the_loop_says_which_to_use() -> None:
+    import asyncio
+
+    import execwire.aio as aio
+
+    async def asyncio_face_under_trio() -> None:
+        with pytest.raises(RuntimeError, match="under trio use execwire.trio"):
+            await aio.makegateway("popen")
+
+    run(asyncio_face_under_trio)
+
+    async def trio_face_under_asyncio() -> None:
+        with pytest.raises(RuntimeError, match="under asyncio use execwire.aio"):
+            await etrio.makegateway("popen")
+
+    asyncio.run(trio_face_under_asyncio())

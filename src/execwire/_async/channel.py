@@ -164,6 +164,9 @@ class Channel(ChannelState):
             if found:
                 return item
 
+    def __iter__(self) -> Any:
+        raise TypeError(f"channel {self.id} is an async channel: iterate it with `async for`")
+
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
 

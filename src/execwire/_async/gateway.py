@@ -289,6 +289,12 @@ class AsyncGateway(BaseGateway):
                 return
             await self._changes.wait(remaining)
 
+    def __enter__(self) -> None:
+        raise TypeError(f"gateway {self.id!r} is an async gateway: use `async with`")
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached (see __enter__)."""
+
     async def __aenter__(self) -> AsyncGateway:
         return self
 

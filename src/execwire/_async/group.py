@@ -124,6 +124,12 @@ class AsyncGroup:
             remaining = max(deadline - time.monotonic(), 0.0)
             await self._get_backend().run_all([_exiter(gw, remaining) for gw in wave])
 
+    def __enter__(self) -> None:
+        raise TypeError("an async Group is entered with `async with` (the threaded one is execwire.Group)")
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached (see __enter__)."""
+
     async def __aenter__(self) -> AsyncGroup:
         if self._specs:
             specs, self._specs = self._specs, []

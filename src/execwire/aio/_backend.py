@@ -52,7 +52,11 @@ class AsyncioBackend(Backend):
     name = "asyncio"
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("execwire.aio runs inside a running asyncio loop (asyncio.run(...)); "
+                               "under trio use execwire.trio, without a loop the threaded execwire") from None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def waiter(self) -> _FutureWaiter:

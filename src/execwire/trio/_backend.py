@@ -60,6 +60,13 @@ class _TaskWatch(Watch):
 class TrioBackend(Backend):
     name = "trio"
 
+    def __init__(self) -> None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            raise RuntimeError("execwire.trio runs inside trio.run(...); under asyncio use execwire.aio, "
+                               "without a loop the threaded execwire") from None
+
     def waiter(self) -> _EventWaiter:
         return _EventWaiter()
 
