@@ -31,6 +31,10 @@ class Backend(ABC):
 
     name: str
 
+    def idle(self) -> bool:
+        """True if no other task is ready to run (a receive may then poll briefly for its answer)."""
+        return False
+
     @abstractmethod
     def waiter(self) -> Waiter:
         """A fresh waiter for the task that is about to wait."""

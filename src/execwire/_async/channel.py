@@ -154,6 +154,11 @@ class Channel(ChannelState):
         found, item = self._take()
         if found:
             return item
+        gateway = self.gateway
+        if gateway._backend.idle() and gateway._poll_briefly():  # a fast answer, read without a loop round
+            found, item = self._take()
+            if found:
+                return item
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()

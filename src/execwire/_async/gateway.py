@@ -105,26 +105,36 @@ class AsyncGateway(BaseGateway):
             if not count and isinstance(link, FdLink) and link._watched is not None:
                 return self._launcher_ended(link)
             core.bytes_read(count)
-            self._dispatch(core.events())
-            while core.has_frame() and not self._reading_done:
-                self._dispatch(core.events())
+            self._dispatch_parsed()
         except BaseException as exc:
             self._reading_failed(exc)
             return False
         return not self._reading_done
 
+    def _poll_briefly(self) -> bool:
+        """Wait a few tens of microseconds for the far side's answer, and read it if it came."""
+        link = self._link
+        if link is None or self._reading_done or not link.poll_briefly():
+            return False
+        self._on_readable()  # the loop's watch sees nothing left, or the rest
+        return True
+
     def _data_received(self, data: bytes) -> None:
         """Bytes from a link that gets bytes rather than a descriptor (via); b"" at the end."""
         if self._reading_done:
             return
-        core = self._protocol
         try:
-            core.receive_data(data)
-            self._dispatch(core.events())
-            while core.has_frame() and not self._reading_done:
-                self._dispatch(core.events())
+            self._protocol.receive_data(data)
+            self._dispatch_parsed()
         except BaseException as exc:
             self._reading_failed(exc)
+
+    def _dispatch_parsed(self) -> None:
+        """Hand every complete frame read so far to the shared dispatch."""
+        core = self._protocol
+        self._dispatch(core.events())
+        while core.has_frame() and not self._reading_done:
+            self._dispatch(core.events())
 
     def _launcher_ended(self, link: FdLink) -> bool:
         """The stream of a launcher (ssh, sudo) ended: find out off the loop whether it failed."""

@@ -59,6 +59,11 @@ class AsyncioBackend(Backend):
                                "under trio use execwire.trio, without a loop the threaded execwire") from None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def idle(self) -> bool:
+        # asyncio keeps the callbacks due now in loop._ready (not public, but in every version since 3.4);
+        # without it, never claim idleness
+        return not getattr(self.loop, "_ready", True)
+
     def waiter(self) -> _FutureWaiter:
         return _FutureWaiter(self.loop.create_future())
 
