@@ -101,7 +101,7 @@ class Channel(ChannelState):
             raise self._send_error()
         parts = _encode(item, Channel)
         size = wire_size(parts)
-        self._send_credit -= size + MIN_COST
+        self._spent += size + MIN_COST  # taken even beyond the window: a control item cannot wait
         self.gateway._writer.send(_DATA, self.id, parts, size)
 
     def _send_error(self) -> ChannelClosedError:
@@ -194,7 +194,7 @@ class Channel(ChannelState):
 
     # -- called by the dispatch (BaseGateway._dispatch), in the loop ----------------------
     def _add_credit(self, amount: int) -> None:
-        self._send_credit += amount
+        ChannelState._add_credit(self, amount)
         self._credit.wake_all()
 
     def _remote_ended(self, error: BaseException | None, sendonly: bool) -> None:

@@ -16,7 +16,7 @@ import sys
 import threading
 
 from .errors import TimeoutError
-from .protocol import CREDIT_BATCH, MIN_COST, WINDOW, wire_size
+from .protocol import MIN_COST, wire_size
 from .sync import ItemQueue
 from .wire import encode
 
@@ -108,8 +108,7 @@ class AsyncChannel(object):
         channel = self._channel
         parts = encode(item, type(channel))
         cost = wire_size(parts) + MIN_COST
-        credit = channel._send_credit
-        if credit >= cost or WINDOW - credit < CREDIT_BATCH:
+        if channel._has_credit(cost):
             channel.send(item)
             return
         await self._runner.loop.run_in_executor(None, channel.send, item)
