@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from async_scenarios import ECHO, SCENARIOS
-from conftest import wait_until
+from conftest import pid_gone, wait_until
 from sshd import SshServer
 from test_server import make_token_file
 
@@ -220,14 +221,39 @@ def test_prefixes_run_through_the_same_launch(tmp_path: Path) -> None:
     run(missing)
 
 
-def test_installvia_and_a_missing_loop_are_refused_by_name() -> None:
+def test_installvia_starts_a_server_inside_the_group_and_stops_it() -> None:
     async def main() -> None:
         async with aio.Group(["popen//id=host"]) as group:
-            with pytest.raises(ValueError, match="installvia= is not available in the async faces"):
-                await group.makegateway("socket//installvia=host")
+            host_pid = (await group["host"].remote_info()).pid
+            gw = await group.makegateway("socket//installvia=host")
+            channel = await gw.remote_exec("import os; channel.send((os.getpid(), os.getppid()))")
+            pid, parent = await channel.receive(30)
+            assert pid != host_pid and parent == host_pid  # started by the server inside gateway "host"
+            host, _, port = gw._link.stream.address.rpartition(":")
+            await gw.exit()
+            assert wait_until(lambda: pid_gone(pid), 10)
+            for _ in range(500):  # the loop must run meanwhile: it closes the server's control channel
+                if not accepts(host, int(port)):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the server outlived its gateway")
+            with pytest.raises(execwire.GatewayStartError, match="names no gateway"):
+                await group.makegateway("socket//installvia=nowhere")
             with pytest.raises(ValueError, match="via='nowhere'.*names no gateway"):
                 await group.makegateway("popen//via=nowhere")
 
     run(main)
+
+
+def accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_missing_loop_is_refused_by_name() -> None:
     with pytest.raises(RuntimeError, match="inside a running asyncio loop"):
         aio.Group(["popen"])._get_backend()

@@ -314,30 +314,34 @@ class AsyncGateway(BaseGateway):
 
 async def open_link(backend: Backend, spec: XSpec, gateway_id: str, middle: AsyncGateway | None) -> Link:
     """Start the far side as the threaded transports do, and take over its descriptors."""
-    what = f"gateway {gateway_id!r} ({spec})"
     if spec.type == "socket" and spec.installvia is not None:
-        raise ValueError(f"gateway spec {str(spec)!r}: installvia= is not available in the async faces; start "
-                         "the server with a plain gateway (python -m execwire.server) and use socket=HOST:PORT")
+        from .via import open_installvia
+
+        assert middle is not None  # the group found it
+        return await open_installvia(backend, spec, gateway_id, middle)
     if spec.via is not None and spec.type != "socket":
         from .via import open_via
 
         assert middle is not None  # the group found it
         return await open_via(backend, spec, gateway_id, middle)
     stream, process = transports.start(spec, gateway_id, DEBUG, None)
-    if spec.type == "socket":  # connecting and the handshake are blocking code: a worker thread runs them
-        from ..transports.socket import SocketClientTransport
+    if spec.type == "socket":
+        return await connect_socket(backend, stream, process)
+    return FdLink(backend, stream, process)
 
-        assert isinstance(stream, SocketClientTransport)
-        try:
-            await backend.run_in_thread(stream._connect)
-        except BaseException:
-            stream.close()
-            raise
-        stream._answer_deadline = None  # our own start-up timeout applies
+
+async def connect_socket(backend: Backend, stream: Stream, process: Any) -> Link:
+    """Connect and authenticate a socket transport: blocking code (SPAKE2, TLS), so a worker thread runs it."""
+    from ..transports.socket import SocketClientTransport
+
+    assert isinstance(stream, SocketClientTransport)
     try:
-        return FdLink(backend, stream, process)
-    except TypeError:
-        raise GatewayStartError(f"{what}: this transport cannot be driven by an event loop") from None
+        await backend.run_in_thread(stream._connect)
+    except BaseException:
+        stream.close()
+        raise
+    stream._answer_deadline = None  # our own start-up timeout applies
+    return FdLink(backend, stream, process)
 
 
 async def makegateway(backend: Backend, spec: str | XSpec | None = None, group: AsyncGroup | None = None,

@@ -170,3 +170,38 @@ async def open_via(backend: Backend, spec: XSpec, gateway_id: str, middle: Async
     state = _RelayState(channel, via, f"gateway {gateway_id!r} ({spec})",  # type: ignore[arg-type]
                         f"{launch.what} on gateway {via!r}", timeout, StderrCollector())
     return ChannelLink(backend, state, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG)))
+
+
+async def open_installvia(backend: Backend, spec: XSpec, gateway_id: str, middle: AsyncGateway) -> Link:
+    """socket=...//installvia=ID: start server.py inside ``middle`` (awaited), then connect as socket= does."""
+    import secrets
+
+    from .. import server
+    from ..spec import parse_hostport
+    from ..transports import socket as sockets
+    from .gateway import AsyncGateway, connect_socket
+
+    what = f"gateway {gateway_id!r} ({spec})"
+    if spec.python is not None:
+        raise ValueError(f"key 'python' does not apply to a socket gateway ({spec}): the server starts its own "
+                         f"Python; run the server with the interpreter you want")
+    timeout = float(spec.timeout) if spec.timeout is not None else AsyncGateway.startup_timeout
+    bind = parse_hostport(spec.socket) if isinstance(spec.socket, str) else ("127.0.0.1", 0)
+    token = secrets.token_hex(32)
+    try:
+        channel = await middle.remote_exec(server)
+        await channel.send(sockets.server_request(bind, token))
+        bound_host, port, control = await channel.receive(timeout)
+    except (Error, EOFError) as exc:
+        raise sockets.install_failed(exc, bind, middle.id, what) from exc
+    host = sockets.reachable_host(str(bound_host), middle)  # type: ignore[arg-type]
+    opener = sockets._direct_opener(host, int(port), token.encode("utf-8"), what)
+    transport = sockets.SocketClientTransport(
+        opener, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG)), timeout, what)
+    # the server lives as long as this gateway (or its middle gateway)
+    transport.on_close(lambda: backend.spawn(control.close, f"execwire-server-{gateway_id}"))
+    try:
+        return await connect_socket(backend, transport, None)
+    except BaseException:
+        await control.close()
+        raise

@@ -34,7 +34,7 @@ async def makegateway(spec: str | XSpec | None = None) -> Gateway:
     """Start a gateway for ``spec`` (default "popen") and wait until it answered.
 
     Every transport of the threaded API: popen, ssh, socket, prefixes (sudo=,
-    docker=, ...); via= needs a Group, which knows the middle gateway.
+    docker=, ...); via= and installvia= need a Group, which knows the middle gateway.
     """
     return await _makegateway(AsyncioBackend(), spec)
 

@@ -439,21 +439,30 @@ def install_server(host_gateway: Gateway, bind: tuple[str, int], token: str, dea
                    what: str) -> tuple[Channel, tuple[str, int]]:
     """Start server.py inside ``host_gateway``; return its control channel (close it to stop the server)
     and its address."""
-    where = f"gateway {host_gateway.id!r}"
     try:
         channel = host_gateway.remote_exec(server)
-        channel.send({"host": bind[0], "port": bind[1], "token": token})
+        channel.send(server_request(bind, token))
         bound_host, port, control = channel.receive(timeout=max(deadline - time.monotonic(), 0.0))
-    except RemoteError as exc:
-        last = exc.formatted.strip().splitlines()[-1:]
-        raise GatewayStartError(f"{what}: cannot start a socket server on "
-                                f"{server.format_address(*bind)} inside {where}: {' '.join(last)}") from exc
-    except TimeoutError as exc:
-        raise GatewayStartError(f"{what}: the socket server inside {where} did not report its address "
-                                f"in time") from exc
     except (Error, EOFError) as exc:
-        raise GatewayStartError(f"{what}: cannot start a socket server inside {where}: {exc}") from exc
+        raise install_failed(exc, bind, host_gateway.id, what) from exc
     return control, (str(bound_host), int(port))
+
+
+def server_request(bind: tuple[str, int], token: str) -> dict[str, Any]:
+    """What server.py, shipped into a gateway, is sent first: where to listen, and the token."""
+    return {"host": bind[0], "port": bind[1], "token": token}
+
+
+def install_failed(exc: BaseException, bind: tuple[str, int], host_id: str, what: str) -> GatewayStartError:
+    """Why a socket server could not be started inside gateway ``host_id``."""
+    where = f"gateway {host_id!r}"
+    if isinstance(exc, RemoteError):
+        last = exc.formatted.strip().splitlines()[-1:]
+        return GatewayStartError(f"{what}: cannot start a socket server on "
+                                 f"{server.format_address(*bind)} inside {where}: {' '.join(last)}")
+    if isinstance(exc, TimeoutError):
+        return GatewayStartError(f"{what}: the socket server inside {where} did not report its address in time")
+    return GatewayStartError(f"{what}: cannot start a socket server inside {where}: {exc}")
 
 
 def reachable_host(bound_host: str, host_gateway: Gateway) -> str:
