@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from .._far.errors import GatewayStartError
-from ..group import allocate_id, exit_waves, find_middle
+from ..roster import allocate_id, exit_waves, find_middle
 from ..spec import XSpec
 from .backend import Backend
 from .channel import Channel
