@@ -100,7 +100,7 @@ def test_fail_after_and_nurseries_of_receivers() -> None:
             for each in channels:
                 nursery.start_soon(take, each)
             await trio.sleep(0.05)
-            assert threading.active_count() == before  # waiting takes no thread
+            assert threading.active_count() <= before  # waiting takes no thread
             for number, each in enumerate(channels):
                 await each.send(number)
         assert sorted(got) == list(range(20))
