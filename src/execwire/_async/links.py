@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from .._far import frames
 from .._far.errors import GatewayLostError
-from .._far.streams import SPIN, SPIN_PAUSE, PipeStream, SocketStream, Stream, _make_poller, _sched_yield
+from .._far.streams import (
+    SPIN,
+    SPIN_PAUSE,
+    SPIN_WORTHWHILE,
+    PipeStream,
+    SocketStream,
+    Stream,
+    _make_poller,
+    _sched_yield,
+)
 from ..process import Process
 from ..transports.command import WatchedPipeStream
 from .backend import Backend, Watch
@@ -98,6 +107,7 @@ class FdLink(Link):
         self._closed = False
         self._poller: Any = None  # made at the first poll_briefly(); False where polling cannot pay
         self._poll_pause = 0
+        self._missed_at = 0.0
 
     def start(self, gateway: AsyncGateway) -> None:
         self._read_watch = self.backend.watch(self.read_fd, False, gateway._on_readable)
@@ -107,8 +117,9 @@ class FdLink(Link):
 
         An answer that comes that fast is then read without a round through the
         loop's selector, whose sleep and wake-up on a virtual machine cost more than
-        the answer. After a poll that found nothing, the next SPIN_PAUSE receives
-        do not poll, so a slow far side costs nothing; never on a single CPU.
+        the answer. When an answer comes later than SPIN_WORTHWHILE after a poll that
+        missed it, the next SPIN_PAUSE receives do not poll, so a slow far side costs
+        next to nothing; never on a single CPU.
         """
         poller = self._poller
         if poller is None:
@@ -123,7 +134,7 @@ class FdLink(Link):
             if poller.poll(0):
                 return True
             if _clock() >= end:
-                self._poll_pause = SPIN_PAUSE
+                self._missed_at = end  # read_into() decides whether polling pays (as ReadWaiter does)
                 return False
             _sched_yield()
 
@@ -137,6 +148,10 @@ class FdLink(Link):
             return None
         except OSError as exc:
             raise GatewayLostError(f"reading from the peer failed: {exc}") from exc
+        if self._missed_at:  # the last poll missed: was the answer just late, or is the far side slow?
+            if _clock() - self._missed_at >= SPIN_WORTHWHILE:
+                self._poll_pause = SPIN_PAUSE
+            self._missed_at = 0.0
         watched = self._watched
         if watched is not None and count and not watched._started:
             watched._started = True
