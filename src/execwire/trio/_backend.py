@@ -67,6 +67,9 @@ class TrioBackend(Backend):
             raise RuntimeError("execwire.trio runs inside trio.run(...); under asyncio use execwire.aio, "
                                "without a loop the threaded execwire") from None
 
+    def idle(self) -> bool:
+        return trio.lowlevel.current_statistics().tasks_runnable == 0
+
     def waiter(self) -> _EventWaiter:
         return _EventWaiter()
 
