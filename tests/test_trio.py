@@ -129,8 +129,15 @@ def test_a_stopped_far_side_does_not_block_trio() -> None:
 
 
 def test_same_error_classes_as_the_threaded_api() -> None:
+    import execwire.aio as aio
+
     assert etrio.RemoteError is execwire.RemoteError
     assert etrio.GatewayLostError is execwire.GatewayLostError
+    assert sorted(etrio.__all__) == sorted(aio.__all__)  # one surface, two loops
+    for name in etrio.__all__:
+        assert hasattr(etrio, name) and hasattr(aio, name), name
+        if name not in ("Group", "makegateway"):
+            assert getattr(etrio, name) is getattr(aio, name), f"{name} should be the shared one"
 
 
 def test_the_wrong_face_for_the_loop_says_which_to_use() -> None:

@@ -11,23 +11,15 @@ Errors are the classes of the threaded API (execwire.RemoteError, TimeoutError, 
 
 from __future__ import annotations
 
-from .._async.channel import Channel
-from .._async.gateway import AsyncGateway as Gateway
+from .._async.face import *  # noqa: F403 - the classes and errors both faces share
+from .._async.face import Gateway
+from .._async.face import __all__ as _shared
 from .._async.gateway import makegateway as _makegateway
-from .._async.group import AsyncGroup, MultiChannel
-from .._far.errors import (
-    ChannelClosedError,
-    Error,
-    GatewayLostError,
-    GatewayStartError,
-    RemoteError,
-    TimeoutError,
-)
+from .._async.group import AsyncGroup
 from ..spec import XSpec
 from ._backend import AsyncioBackend
 
-__all__ = ["Channel", "ChannelClosedError", "Error", "Gateway", "GatewayLostError", "GatewayStartError", "Group",
-           "MultiChannel", "RemoteError", "TimeoutError", "makegateway"]
+__all__ = [*_shared, "Group", "makegateway"]
 
 
 async def makegateway(spec: str | XSpec | None = None) -> Gateway:

@@ -7,30 +7,21 @@ Errors are the classes of the threaded API (execwire.RemoteError, TimeoutError, 
 
 from __future__ import annotations
 
-from .._async.channel import Channel
-from .._async.gateway import AsyncGateway as Gateway
+from .._async.face import *  # noqa: F403 - the classes and errors both faces share
+from .._async.face import Gateway
+from .._async.face import __all__ as _shared
 from .._async.gateway import makegateway as _makegateway
-from .._async.group import AsyncGroup, MultiChannel
-from .._far.errors import (
-    ChannelClosedError,
-    Error,
-    GatewayLostError,
-    GatewayStartError,
-    RemoteError,
-    TimeoutError,
-)
+from .._async.group import AsyncGroup
 from ..spec import XSpec
 from ._backend import TrioBackend
 
-__all__ = ["Channel", "ChannelClosedError", "Error", "Gateway", "GatewayLostError", "GatewayStartError", "Group",
-           "MultiChannel", "RemoteError", "TimeoutError", "makegateway"]
+__all__ = [*_shared, "Group", "makegateway"]
 
 
 async def makegateway(spec: str | XSpec | None = None) -> Gateway:
-    """Start a gateway for ``spec`` (default "popen") and wait until it answered.
+    """Start a gateway for ``spec`` (default "popen") from trio, returning once it answered.
 
-    Every transport of the threaded API: popen, ssh, socket, prefixes (sudo=,
-    docker=, ...); via= and installvia= need a Group, which knows the middle gateway.
+    The transports are those of execwire.aio (and of the threaded API).
     """
     return await _makegateway(TrioBackend(), spec)
 
