@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import shutdown, transports
@@ -13,11 +13,11 @@ from ._far.channel import Channel
 from ._far.errors import GatewayStartError, TimeoutError
 from .gateway import DEBUG, Gateway
 from .multi import MultiChannel
-from .roster import allocate_id, by_depth, exit_waves, find_middle
+from .roster import Roster, allocate_id, by_depth, exit_waves, find_middle
 from .spec import EXECMODELS, XSpec
 
 
-class Group:
+class Group(Roster[Gateway]):
     """Gateways with ids (``gw0``, ``gw1``, ... unless the spec says ``id=``).
 
     Gateways start in the background, so making several in a row starts them
@@ -50,23 +50,6 @@ class Group:
 
     def __repr__(self) -> str:
         return f"<Group {[gw.id for gw in self._gateways]!r}>"
-
-    def __len__(self) -> int:
-        return len(self._gateways)
-
-    def __iter__(self) -> Iterator[Gateway]:
-        return iter(list(self._gateways))
-
-    def __contains__(self, key: object) -> bool:
-        return any(gw is key or gw.id == key for gw in self._gateways)
-
-    def __getitem__(self, key: int | str | Gateway) -> Gateway:
-        if isinstance(key, int):
-            return self._gateways[key]
-        for gw in self._gateways:
-            if gw is key or gw.id == key:
-                return gw
-        raise KeyError(f"no gateway {key!r} in this group; ids: {[gw.id for gw in self._gateways]}")
 
     def makegateway(self, spec: str | XSpec | None = None) -> Gateway:
         """Start a gateway for ``spec`` (default "popen") and add it to the group."""

@@ -6,7 +6,8 @@ gateway here is anything with an ``id`` and a ``spec``.
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
 
 from ._far.errors import GatewayStartError
 from .spec import XSpec
@@ -20,6 +21,29 @@ class Named(Protocol):
 
 
 G = TypeVar("G", bound=Named)
+
+
+class Roster(Generic[G]):
+    """A group's gateways as a collection: its length, iteration, ``in`` and indexing by position or id."""
+
+    _gateways: list[G]
+
+    def __len__(self) -> int:
+        return len(self._gateways)
+
+    def __iter__(self) -> Iterator[G]:
+        return iter(list(self._gateways))
+
+    def __contains__(self, key: object) -> bool:
+        return any(gw is key or gw.id == key for gw in self._gateways)
+
+    def __getitem__(self, key: int | str | G) -> G:
+        if isinstance(key, int):
+            return self._gateways[key]
+        for gw in self._gateways:
+            if gw is key or gw.id == key:
+                return gw
+        raise KeyError(f"no gateway {key!r} in this group; ids: {[gw.id for gw in self._gateways]}")
 
 
 def find_middle(spec: XSpec, gateway_id: str, gateways: list[G]) -> G | None:

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from .._far.errors import GatewayStartError
-from ..roster import allocate_id, exit_waves, find_middle
+from ..roster import Roster, allocate_id, exit_waves, find_middle
 from ..spec import XSpec
 from .backend import Backend
 from .channel import Channel
 from .gateway import AsyncGateway, makegateway
 
 
-class AsyncGroup:
+class AsyncGroup(Roster[AsyncGateway]):
     """Gateways with ids (``gw0``, ``gw1``, ... unless a spec says ``id=``).
 
     ``async with Group(specs) as group`` starts every spec side by side (a via=
@@ -31,23 +31,6 @@ class AsyncGroup:
 
     def __repr__(self) -> str:
         return f"<async Group {[gw.id for gw in self._gateways]!r}>"
-
-    def __len__(self) -> int:
-        return len(self._gateways)
-
-    def __iter__(self) -> Iterator[AsyncGateway]:
-        return iter(list(self._gateways))
-
-    def __contains__(self, key: object) -> bool:
-        return any(gw is key or gw.id == key for gw in self._gateways)
-
-    def __getitem__(self, key: int | str | AsyncGateway) -> AsyncGateway:
-        if isinstance(key, int):
-            return self._gateways[key]
-        for gw in self._gateways:
-            if gw is key or gw.id == key:
-                return gw
-        raise KeyError(f"no gateway {key!r} in this group; ids: {[gw.id for gw in self._gateways]}")
 
     def _get_backend(self) -> Backend:
         if self._backend is None:
