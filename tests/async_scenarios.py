@@ -205,5 +205,19 @@ async def scenario_group_multichannel_and_terminate(face: ModuleType, spec: str)
     assert wait_until(lambda: all(pid_gone(pid) for pid in pids), 10), "far processes left after terminate"
 
 
+async def scenario_a_dropped_channel_is_closed(face: ModuleType, spec: str) -> None:
+    """As in the threaded API: a channel that becomes garbage is closed, so far code waiting on it ends."""
+    import gc
+
+    gw = await start(face, spec)
+    await gw.remote_exec("try:\n    channel.receive()\nexcept EOFError:\n    pass")  # dropped at once
+    gc.collect()
+    deadline = time.monotonic() + 20
+    while (await gw.remote_status()).numexecuting:
+        assert time.monotonic() < deadline, "far code still waits on a channel nobody here holds"
+        await gw._backend.sleep(0.02)
+    await stop(gw)
+
+
 SCENARIOS = {name[len("scenario_"):]: function for name, function in sorted(globals().items())
              if name.startswith("scenario_")}

@@ -68,6 +68,15 @@ class Channel(ChannelState):
     def __repr__(self) -> str:
         return f"<async Channel id={self.id} {'closed' if self.isclosed() else 'open'}>"
 
+    def __del__(self) -> None:
+        # Garbage: as in the threaded API, the other side is told, as if close() had been called
+        try:
+            frame = self._protocol._dropped(self)
+            if frame is not None and self._lost is None:
+                self.gateway._writer.send_soon(frame)
+        except Exception:
+            pass  # the connection is gone, or the interpreter is shutting down
+
     # -- sending ------------------------------------------------------------------
     async def send(self, item: Any) -> None:
         """Send ``item``; returns once it is written to the connection (it survives our death)."""

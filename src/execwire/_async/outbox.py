@@ -8,6 +8,7 @@ send() returned is in the far side's pipe or socket, as in the threaded API.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ class Outbox:
         self._link: Link | None = None
         self._waiting_for_link = False
         self._close_when_empty = False
+        self._loop_thread = threading.get_ident()  # the outbox is made in the loop's thread
+        self._late: deque[bytes] = deque()  # frames of finalizers that ran in other threads
 
     def attach(self, link: Link) -> None:
         """Start writing to ``link`` (what was queued before goes first)."""
@@ -52,7 +55,7 @@ class Outbox:
             raise self.broken
         self.queued += len(frame)
         link = self._link
-        if not self._buffers and link is not None:  # the common case: nothing waits, write it now
+        if not self._buffers and not self._late and link is not None:  # the common case: write it now
             try:
                 count = link.write_some([frame])
             except GatewayLostError as exc:
@@ -88,6 +91,14 @@ class Outbox:
 
     owe = send_frame  # what the threaded Channel calls for its answer to a CLOSE
 
+    def send_soon(self, frame: bytes) -> None:
+        """From a finalizer, which may run in any thread: in the loop's thread queue it now, else
+        leave it for the loop's next write."""
+        if threading.get_ident() == self._loop_thread:
+            self.send_frame(frame)
+        else:
+            self._late.append(frame)  # deque.append is atomic
+
     # -- waiting -------------------------------------------------------------------
     async def drained(self, mark: int) -> None:
         """Until every byte up to ``mark`` is written; GatewayLostError if it never will be."""
@@ -103,6 +114,10 @@ class Outbox:
         buffers = self._buffers
         if link is None or self.broken is not None:
             return False
+        while self._late:
+            frame = self._late.popleft()
+            buffers.append(frame)
+            self.queued += len(frame)
         try:
             while buffers:
                 batch = list(buffers) if len(buffers) <= BATCH else [buffers[i] for i in range(BATCH)]

@@ -154,6 +154,9 @@ class AsyncRunner(object):
         import asyncio
 
         self.loop = asyncio.new_event_loop()
+        # the jobs under way: the loop holds its tasks only weakly, and a job waiting for an item is
+        # otherwise held by nothing but its own channel, which the gateway closes once it is garbage
+        self._jobs = set()
         self._thread = threading.Thread(target=self._run, name="execwire-async")
         self._thread.daemon = True
         self._thread.start()
@@ -176,4 +179,6 @@ class AsyncRunner(object):
                 return
             finished(None)
 
-        asyncio.run_coroutine_threadsafe(run(), self.loop)
+        job = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
