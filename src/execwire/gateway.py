@@ -115,6 +115,25 @@ def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: di
     return request
 
 
+def apply_spec_limits(gateway: Any, spec: XSpec) -> None:
+    """What a spec bounds, on the threaded and the async gateway alike: start-up time and channel table."""
+    if spec.timeout is not None:
+        gateway.startup_timeout = float(spec.timeout)
+    if spec.max_channels is not None:
+        gateway._protocol.max_channels = int(spec.max_channels)
+
+
+def state_name(exited: bool, failed: bool, ready: bool, lost: bool) -> str:
+    """The state a gateway of either face reports: 'starting', 'up', 'failed' or 'closed'."""
+    if exited:
+        return "closed"
+    if failed:
+        return "failed"
+    if ready:
+        return "closed" if lost else "up"
+    return "starting"
+
+
 def no_answer_error(what: str, spec: XSpec, timeout: float) -> GatewayStartError:
     """The far Python said nothing within the start-up timeout."""
     return GatewayStartError(f"{what} ({spec}): no answer from the far Python within {timeout:g} seconds; "
@@ -174,10 +193,7 @@ class Gateway(BaseGateway):
         self._exit_lock = threading.Lock()
         self._exited = False
         self.output_handler: OutputHandler = write_output
-        if spec.timeout is not None:
-            self.startup_timeout = float(spec.timeout)
-        if spec.max_channels is not None:
-            self._protocol.max_channels = int(spec.max_channels)
+        apply_spec_limits(self, spec)
         self._reader = threading.Thread(target=self._reader_main, name=f"execwire-reader-{gateway_id}",
                                         daemon=True)
         self._reader.start()
@@ -188,13 +204,8 @@ class Gateway(BaseGateway):
     @property
     def state(self) -> str:
         """'starting', 'up', 'failed' or 'closed'."""
-        if self._exited:
-            return "closed"
-        if self._start_error is not None:
-            return "failed"
-        if self._ready.is_set():
-            return "up" if self._connection_error is None else "closed"
-        return "starting"
+        return state_name(self._exited, self._start_error is not None, self._ready.is_set(),
+                          self._connection_error is not None)
 
     # -- start-up -------------------------------------------------------------
     def _reader_main(self) -> None:

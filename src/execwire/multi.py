@@ -5,28 +5,34 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._far.channel import NO_ENDMARKER_WANTED, Channel
 
+ChannelType = TypeVar("ChannelType")
 
-class MultiChannel:
-    """Send to, receive from and wait for many channels together."""
 
-    def __init__(self, channels: Iterable[Channel]) -> None:
+class _ChannelList(Generic[ChannelType]):
+    """The list face of a MultiChannel, threaded or async: len, iteration, indexing, ``in``."""
+
+    def __init__(self, channels: Iterable[ChannelType]) -> None:
         self._channels = list(channels)
 
     def __len__(self) -> int:
         return len(self._channels)
 
-    def __iter__(self) -> Iterator[Channel]:
+    def __iter__(self) -> Iterator[ChannelType]:
         return iter(self._channels)
 
-    def __getitem__(self, index: int) -> Channel:
+    def __getitem__(self, index: int) -> ChannelType:
         return self._channels[index]
 
     def __contains__(self, channel: object) -> bool:
         return channel in self._channels
+
+
+class MultiChannel(_ChannelList[Channel]):
+    """Send to, receive from and wait for many channels together."""
 
     def send_each(self, item: Any) -> None:
         """Send ``item`` on every channel."""

@@ -21,7 +21,17 @@ from .._far import frames, protocol
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.gateway import BaseGateway, Tracer
 from .._far.streams import Stream
-from ..gateway import DEBUG, RemoteStatus, RInfo, describe_start_failure, exec_request, no_answer_error, write_output
+from ..gateway import (
+    DEBUG,
+    RemoteStatus,
+    RInfo,
+    apply_spec_limits,
+    describe_start_failure,
+    exec_request,
+    no_answer_error,
+    state_name,
+    write_output,
+)
 from ..spec import XSpec
 from .backend import Backend, Wakeups
 from .channel import Channel
@@ -56,10 +66,7 @@ class AsyncGateway(BaseGateway):
         self._rinfo_cache: RInfo | None = None
         self._exited = False
         self.output_handler: OutputHandler = write_output
-        if spec.timeout is not None:
-            self.startup_timeout = float(spec.timeout)
-        if spec.max_channels is not None:
-            self._protocol.max_channels = int(spec.max_channels)
+        apply_spec_limits(self, spec)
 
     def __repr__(self) -> str:
         return f"<async Gateway id={self.id!r} {self.state} spec={str(self.spec)!r}>"
@@ -67,13 +74,8 @@ class AsyncGateway(BaseGateway):
     @property
     def state(self) -> str:
         """'starting', 'up', 'failed' or 'closed'."""
-        if self._exited:
-            return "closed"
-        if self._start_error is not None or self._start_problem is not None:
-            return "failed"
-        if self._ready:
-            return "up" if self._connection_error is None else "closed"
-        return "starting"
+        return state_name(self._exited, self._start_error is not None or self._start_problem is not None,
+                          self._ready, self._connection_error is not None)
 
     def _make_channel(self, core: protocol.Protocol, channel_id: int) -> Channel:
         return Channel(self, core, channel_id)

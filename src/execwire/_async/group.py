@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from .._far.errors import GatewayStartError
+from ..multi import _ChannelList
 from ..roster import Roster, allocate_id, exit_waves, find_middle
 from ..spec import XSpec
 from .backend import Backend
@@ -131,20 +132,8 @@ def _exiter(gateway: AsyncGateway, timeout: float) -> Callable[[], Awaitable[Non
     return lambda: gateway.exit(timeout)
 
 
-class MultiChannel:
+class MultiChannel(_ChannelList[Channel]):
     """Several async channels used as one: send to all, receive from each, or take items as they come."""
-
-    def __init__(self, channels: Iterable[Channel]) -> None:
-        self._channels = list(channels)
-
-    def __len__(self) -> int:
-        return len(self._channels)
-
-    def __iter__(self) -> Iterator[Channel]:
-        return iter(self._channels)
-
-    def __getitem__(self, index: int) -> Channel:
-        return self._channels[index]
 
     async def send_each(self, item: Any) -> None:
         """Send ``item`` on every channel."""
