@@ -789,9 +789,9 @@ def test_info_json_one_object_per_gateway_and_failures_exit_3(tmp_path):
 def test_help_is_complete():
     top = execwire("--help")
     assert top.returncode == 0
-    for command in ("run", "info", "shell"):
+    for command in ("run", "info", "shell", "rsync"):
         assert re.search(rf"^    {command} ", top.stdout, re.M), command
-    for command in ("run", "info", "shell"):
+    for command in ("run", "info", "shell", "rsync"):
         text = execwire(command, "--help").stdout
         for needle in ("popen//python=python3.12", "ssh=host//python=python3", "socket=127.0.0.1:8888",
                        "via=ID", "env:NAME=value", "chdir=", "nice=", "id=NAME", "timeout=SECONDS", "@hosts.txt",
@@ -807,7 +807,14 @@ def test_help_is_complete():
     shell_help = execwire("shell", "--help").stdout
     for needle in ("readline", "Tab", "Ctrl-C", "Ctrl-D", "history", "EXECWIRE_HISTORY"):
         assert needle in shell_help, needle
+    rsync_help = execwire("rsync", "--help").stdout
+    for needle in ("SRC SPEC:DEST", "--on SPEC", "--delete", "--max-parallel N", "--timeout SECONDS", "-v, --verbose",
+                   "-q, --quiet", "progress bar", "sha256", "symlinks", "socket=127.0.0.1:8888:/srv/app",
+                   "@hosts.txt"):
+        assert needle in rsync_help, needle
+    assert all(f"  {status}  " in rsync_help for status in ("0", "1", "2", "3", "4", "130"))
     assert "popen//python=python3.12" in top.stdout and "EXECWIRE_DEBUG" in top.stdout
+    assert "execwire rsync:" in top.stdout
 
 
 def test_python_dash_m_and_no_command():
@@ -972,3 +979,134 @@ def test_shell_bad_input():
     assert thread.returncode == 2 and "main thread" in thread.stderr
     dead = execwire("shell", "popen//python=/nonexistent/python9", stdin="1\n")
     assert dead.returncode == 3 and "/nonexistent/python9" in dead.stderr
+
+
+# -- rsync ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A directory to copy: a script with its mode, a nested file of several chunks, a symlink."""
+    root = tmp_path / "site"
+    (root / "static").mkdir(parents=True)
+    (root / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (root / "run.sh").chmod(0o750)
+    (root / "static" / "blob.bin").write_bytes(os.urandom(3 << 20))
+    (root / "current").symlink_to("static/blob.bin")
+    return root
+
+
+def same_tree(source: Path, copy: Path) -> bool:
+    """Same names, contents, modes and link targets (what a user of rsync checks)."""
+    def listing(root: Path) -> list[tuple[str, int, str]]:
+        found = []
+        for path in sorted(root.rglob("*")):
+            mode = os.lstat(path).st_mode
+            if path.is_symlink():
+                what = "-> " + os.readlink(path)
+            elif path.is_file():
+                what = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                what = "dir"
+            found.append((str(path.relative_to(root)), mode, what))
+        return found
+
+    return listing(source) == listing(copy)
+
+
+def test_rsync_copies_a_tree_to_several_targets_and_then_sends_nothing(tree, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = execwire("rsync", str(tree), f"popen:{first}", f"popen//id=b:{second}")
+    assert result.returncode == 0, result.stderr
+    assert same_tree(tree, first) and same_tree(tree, second)
+    lines = sorted(result.stdout.splitlines())
+    assert re.fullmatch(rf"\[b\] {second}: 2 files sent \(3\.1 MB\) in \d+\.\d\d s", lines[0]), lines
+    assert re.fullmatch(rf"\[gw0\] {first}: 2 files sent \(3\.1 MB\) in \d+\.\d\d s", lines[1]), lines
+    assert "\x1b" not in result.stderr and "%" not in result.stderr  # no terminal: no progress bar
+    again = execwire("rsync", str(tree), f"popen:{first}")
+    assert again.returncode == 0
+    assert re.fullmatch(rf"{first}: up to date, nothing sent in \d+\.\d\d s\n", again.stdout)  # one: no prefix
+    quiet = execwire("rsync", "-q", str(tree), f"popen:{first}")
+    assert quiet.returncode == 0 and quiet.stdout == quiet.stderr == ""
+
+
+def test_rsync_on_gateways_named_with_on_and_a_relative_dest(tree, tmp_path):
+    homes = [tmp_path / "one", tmp_path / "two"]
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"popen//chdir={home}   # a host\n" for home in homes))
+    result = execwire("rsync", "-v", "--on", f"@{hosts}", str(tree), "deploy/site")
+    assert result.returncode == 0, result.stderr
+    for home in homes:
+        assert same_tree(tree, home / "deploy" / "site")
+    for gateway in ("gw0", "gw1"):  # -v names each file whose contents were sent
+        assert {f"[{gateway}] run.sh", f"[{gateway}] static/blob.bin"} <= set(result.stdout.splitlines())
+    two_dests = execwire("rsync", "--on", "popen", str(tree), "a", "b")
+    assert two_dests.returncode == 2 and "with --on, give one DEST" in two_dests.stderr
+
+
+def test_rsync_delete_removes_only_with_delete(tree, tmp_path):
+    dest = tmp_path / "dest"
+    (dest / "static").mkdir(parents=True)
+    (dest / "static" / "stale.css").write_text("old")
+    kept = execwire("rsync", str(tree), f"popen:{dest}")
+    assert kept.returncode == 0 and (dest / "static" / "stale.css").exists()
+    deleted = execwire("rsync", "--delete", str(tree), f"popen:{dest}")
+    assert deleted.returncode == 0
+    assert not (dest / "static" / "stale.css").exists() and same_tree(tree, dest)
+    assert re.fullmatch(rf"{dest}: up to date, nothing sent in .*\n", deleted.stdout) is None
+    assert "1 deleted" in deleted.stdout
+
+
+def test_rsync_shows_a_progress_bar_on_a_terminal(tree, tmp_path):
+    (tree / "static" / "big.bin").write_bytes(os.urandom(12 << 20))
+    dest = tmp_path / "dest"
+    status, out, text = stderr_on_terminal(["rsync", str(tree), f"popen//id=web:{dest}"])
+    assert status == 0, text
+    assert same_tree(tree, dest)
+    assert re.fullmatch(rf"{dest}: 3 files sent \(15\.7 MB\) in \d+\.\d\d s\n", out.decode())
+    assert "\x1b[J" in text, f"the bar was never redrawn in place: {text!r}"  # updated in place
+    final = text.split("\x1b[J")[-1]
+    assert re.search(r"web\s+popen//id=web\s+\[#{20}\] 100% done: 3 files sent \(15\.7 MB\)", final), final
+
+
+def test_rsync_bad_targets_and_sources_exit_2_naming_what_is_wrong(tree, tmp_path):
+    dest = f"popen:{tmp_path / 'dest'}"
+    cases = [
+        ([str(tree), f"popn:{tmp_path}"], "'popn'"),  # a bad spec: its key is named
+        ([str(tree), "popen//nice=abc:/tmp/x"], "nice"),
+        ([str(tree), "no-colon-here"], "target 'no-colon-here' has no ':'"),
+        ([str(tree), "popen:"], "names no DEST"),
+        ([str(tmp_path / "missing"), dest], "no such directory"),
+        ([str(tree / "run.sh"), dest], "is not a directory"),
+        ([str(tree)], "the following arguments are required"),
+    ]
+    for args, needle in cases:
+        result = execwire("rsync", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr and "usage: execwire rsync" in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "dest").exists()
+
+
+def _unprivileged_python() -> str:
+    """python= for a far side that may not write where root may: ourselves, or nobody when we are root."""
+    if os.geteuid() != 0:
+        return sys.executable
+    python = "/usr/bin/python3"  # ours lives under /root, which nobody may enter
+    assert os.access(python, os.X_OK), "the test needs /usr/bin/python3 to run a far side as nobody"
+    return f"setpriv --reuid=65534 --regid=65534 --clear-groups {python}"
+
+
+def test_rsync_unwritable_dest_exits_1_naming_it_and_other_targets_still_copy(tree, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    good = tmp_path / "good"
+    result = execwire("rsync", str(tree), f"popen//id=denied//python={_unprivileged_python()}:{locked / 'site'}",
+                      f"popen//id=fine:{good}")
+    assert result.returncode == 1, result.stderr
+    assert f"[denied] rsync to {locked / 'site'} failed: PermissionError: [Errno 13] Permission denied" \
+        in result.stderr
+    assert "execwire: exit status 1: 1 from denied" in result.stderr
+    assert same_tree(tree, good) and not (locked / "site").exists()
+    missing = execwire("rsync", str(tree), "popen//python=/nonexistent/python9:/tmp/x", f"popen:{good}")
+    assert missing.returncode == 3 and "could not start" in missing.stderr and "/nonexistent/python9" in missing.stderr

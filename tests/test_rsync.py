@@ -120,6 +120,9 @@ def test_gw_rsync_and_errors_that_say_what_went_wrong(gw, source, tmp_path):
     blocker.write_text("a file where a directory should go")
     with pytest.raises(execwire.RemoteError):
         gw.rsync(source, blocker / "dest")
+    with pytest.raises(execwire.RemoteError, match="exists and is not a directory"):  # not replaced by a tree
+        gw.rsync(source, blocker)
+    assert blocker.read_text() == "a file where a directory should go"
     with pytest.raises(TypeError, match="unknown option"):
         RSync(source).add_target(gw, tmp_path / "x", recursive=True)
     with pytest.raises(NotADirectoryError):

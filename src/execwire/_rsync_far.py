@@ -81,6 +81,8 @@ class Receiver(object):
             st = None
         if kind == "d":
             self.listed.setdefault(relpath, set())
+            if not relpath and st is not None and not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError("rsync destination %r exists and is not a directory" % (path,))
             if st is not None and not stat.S_ISDIR(st.st_mode):
                 remove(path)
                 st = None

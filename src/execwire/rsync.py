@@ -72,6 +72,8 @@ class RSync:
         self._targets: dict[Channel, _Target] = {}
         self._events: queue.Queue[tuple[Channel, Any]] = queue.Queue()
         self._digests: dict[str, bytes] = {}
+        # what each target's far end did, by gateway id, once it is done: files written, bytes, deleted
+        self.stats: dict[str, dict[str, int]] = {}
 
     @property
     def _channels(self) -> dict[Channel, Callable[[], None] | None]:
@@ -206,6 +208,7 @@ class RSync:
                 self._report_progress(target)
         elif kind == "done":
             del self._targets[target.channel]
+            self.stats[target.gateway.id] = dict(item[1])
             if target.finished is not None:
                 target.finished()
             target.channel.waitclose()

@@ -4,16 +4,18 @@
 once) and prints what it prints and sends, prefixed by gateway id when there are
 several; ``execwire info`` prints facts about each far interpreter; ``execwire
 shell`` is an interactive prompt on one; ``execwire map`` calls a function once per input
-line over gateways (cli/mapping.py). While gateways start, a terminal on
+line over gateways (cli/mapping.py); ``execwire rsync`` copies a directory tree to
+gateways (cli/sync.py). While gateways start (and while rsync copies), a terminal on
 stderr shows one status line per gateway, updated in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .parser import USAGE, build_parser
 from .run import Interrupted, Program, RunJob, _on_signal, info
@@ -40,16 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .mapping import run_map
 
         return run_map(args, subparser)
-    program = Program.from_args(args, subparser) if args.command == "run" else None
-    targets = parse_targets(args.on, subparser, main_thread=program is not None)
+    work: Callable[[], int]
+    if args.command == "rsync":
+        from .sync import prepare
+
+        session, work = prepare(args, subparser)
+    else:
+        program = Program.from_args(args, subparser) if args.command == "run" else None
+        targets = parse_targets(args.on, subparser, main_thread=program is not None)
+        options = {"grouped": args.group_output, "as_json": args.json} if program is not None else {}
+        session = Session(targets, args.timeout, args.max_parallel, options)
+        work = functools.partial(info, session, args.json) if program is None else \
+            functools.partial(_run, session, program, args)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    options = {"grouped": args.group_output, "as_json": args.json} if program is not None else {}
-    session = Session(targets, args.timeout, args.max_parallel, options)
     try:
-        if program is None:
-            return info(session, args.json)
-        return _run(session, program, args)
+        return work()
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

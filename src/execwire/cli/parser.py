@@ -140,6 +140,44 @@ examples:
   execwire shell 'popen//python=python3.12//chdir=/srv'
 """
 
+RSYNC_DESCRIPTION = """\
+Copy the directory tree SRC to DEST on each gateway, sending only what
+differs: a file of the same size and modification time is taken as unchanged,
+one of the same size but another time is compared by its sha256 there. Files
+travel in chunks (never a whole file in memory); modes, modification times and
+symlinks are kept (a symlink into SRC points into DEST there). DEST becomes a
+copy of SRC's contents (as `rsync SRC/ DEST`), made if missing; a relative DEST
+is relative to the far working directory (chdir= in the spec, else the far
+default: the current directory for popen, the home directory for ssh).
+
+Targets: SPEC:DEST, as many as you like (the spec ends at the last ':' before
+which a valid spec stands: socket=127.0.0.1:8888:/srv/app works), or --on SPEC
+(and lists and @hosts.txt, as for `execwire run`) with DEST given once for all.
+Gateways start and copy side by side (at most --max-parallel at once). On a
+terminal, stderr shows a progress bar per gateway, updated in place; each
+gateway that is done prints a line on stdout (DEST, files and bytes sent,
+files deleted, seconds), prefixed with its id when there are several; -q
+prints neither.
+"""
+
+RSYNC_EXAMPLES = """\
+examples:
+  execwire rsync ./site popen:/tmp/site-copy
+  execwire rsync --delete ./app ssh=web1:/srv/app ssh=web2:/srv/app
+  execwire rsync --on @hosts.txt --max-parallel 20 -v ./conf /etc/myapp
+"""
+
+RSYNC_EXIT_HELP = """\
+exit status:
+  0    every DEST is a copy of SRC
+  1    copying failed on a gateway (its error names the path), or it was lost
+  2    usage error, bad gateway spec or target, SRC missing or not a directory
+  3    a gateway could not start (its error is printed; the others still copy)
+  4    --timeout passed on a gateway; it was terminated
+  130  interrupted by Ctrl-C (143: by SIGTERM); every gateway was terminated
+  With several gateways: the highest, and a line on stderr saying which gave what.
+"""
+
 TOP_DESCRIPTION = """\
 execwire starts Python interpreters elsewhere (subprocesses, ssh hosts, socket
 servers, containers, other users, or any of those through another gateway),
@@ -152,6 +190,7 @@ exit status:
   execwire run: the far code's own (the highest of several gateways'); 2 usage
   error or bad spec, 3 a gateway could not start, 4 --timeout, 130 Ctrl-C,
   141 standard output closed. See `execwire run --help`.
+  execwire rsync: 0 copied, 1 copying failed, 2, 3, 4 and 130 as for run.
 """
 
 
@@ -239,7 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
         "shell", formatter_class=raw, help="an interactive Python prompt on a far interpreter",
         description=SHELL_DESCRIPTION, epilog=_epilog(SHELL_EXAMPLES, spec_help, SHELL_EXIT_HELP, ENV_HELP))
     shell.add_argument("spec", nargs="?", default="popen", metavar="SPEC", help="the gateway (default: popen)")
-    for command in (run, info, shell):
+    rsync = commands.add_parser(
+        "rsync", parents=[many], formatter_class=raw, help="copy a directory tree to gateways, sending what differs",
+        usage="execwire rsync [options] SRC SPEC:DEST [SPEC:DEST ...]\n"
+              "       execwire rsync [options] --on SPEC [--on SPEC ...] SRC DEST",
+        description=RSYNC_DESCRIPTION, epilog=_epilog(RSYNC_EXAMPLES, spec_help, RSYNC_EXIT_HELP, ENV_HELP))
+    rsync.add_argument("source", metavar="SRC", help="the directory to copy")
+    rsync.add_argument("targets", nargs="+", metavar="SPEC:DEST",
+                       help="where to copy it: a gateway spec, ':' and the far directory; with --on, DEST alone")
+    rsync.add_argument("--delete", action="store_true",
+                       help="remove from DEST what SRC does not have (default: leave it)")
+    rsync.add_argument("-v", "--verbose", action="store_true", help="print every file whose contents are sent")
+    rsync.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar and no line per gateway; errors are still printed")
+    for command in (run, info, shell, rsync):
         command.set_defaults(parser=command)
     from .mapping import add_parser as add_map_parser
 

@@ -24,6 +24,13 @@ class Job(Protocol):
         """Start the work on ``target.gateway``; call ``Session.end(target)`` when it is over."""
 
 
+class ProgressJob(Job, Protocol):
+    """A job whose gateways show how far they are in the status block, until each has ended."""
+
+    def describe(self, target: Target) -> str | None:
+        """The state shown for a gateway that is up (None: just "up")."""
+
+
 _WAKE = object()
 
 
@@ -36,11 +43,11 @@ class Session:
     """
 
     def __init__(self, targets: list[Target], timeout: float | None = None, max_parallel: int | None = None,
-                 router_options: dict[str, bool] | None = None) -> None:
+                 router_options: dict[str, bool] | None = None, status_block: bool = True) -> None:
         self.targets = targets
         self.timeout = timeout
         self.max_parallel = max_parallel or len(targets)
-        self.console = Console(show_status=_isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
+        self.console = Console(show_status=status_block and _isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
         self.console.on_stdout_closed = self._stdout_closed
         self.router = OutputRouter(self.console, prefixed=len(targets) > 1, **(router_options or {}))
         self.group = Group()
@@ -53,6 +60,7 @@ class Session:
         self._ending_lock = threading.Lock()
         self._stop_reason: str | None = None
         self._status_live = self.console.show_status
+        self._job: Job | None = None
 
     # -- messages -----------------------------------------------------------
     def notice(self, target: Target, text: str) -> None:
@@ -69,6 +77,7 @@ class Session:
     # -- the main loop --------------------------------------------------------
     def run(self, job: Job) -> None:
         """Start every gateway (at most max_parallel at once) and wait until each has ended."""
+        self._job = job
         waiting = deque(self.targets)
         while waiting or self.active:
             while waiting and len(self.active) < self.max_parallel and self._stop_reason is None:
@@ -207,7 +216,8 @@ class Session:
         starting = False
         for target in self.targets:
             state = target.state
-            starting = starting or state in ("starting", "waiting")
+            starting = starting or state in ("starting", "waiting") or (
+                self._describes and target.ended is None and target.error is None)
             if target.error is not None and target.launched is not None:
                 self.fail(target, target.error)
         if not self._status_live:
@@ -217,6 +227,11 @@ class Session:
             self._end_status()
             return
         self.console.status(self._status_lines())
+
+    @property
+    def _describes(self) -> bool:
+        """The job shows progress (the status block stays until every gateway has ended)."""
+        return callable(getattr(self._job, "describe", None))
 
     def _end_status(self) -> None:
         if self._status_live:
@@ -241,8 +256,9 @@ class Session:
         for target, state in states:
             if state == "failed":
                 state = "failed: " + short_reason(target)
-            elif state == "closed":
-                state = "up"  # it started, and its work may already be done
+            elif state in ("up", "closed"):
+                described = self._job.describe(target) if self._describes else None  # type: ignore[union-attr]
+                state = described or "up"  # closed: it started, and its work may already be done
             spec = target.text if len(target.text) <= spec_width else target.text[:spec_width - 1] + "~"
             line = f"{target.id:<{id_width}}  {spec:<{spec_width}}  {state}"
             lines.append(line if len(line) <= width else line[:max(width - 3, 1)] + "...")

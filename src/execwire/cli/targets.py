@@ -187,8 +187,14 @@ def parse_targets(values: Sequence[str], parser: argparse.ArgumentParser, main_t
     ``main_thread``: run the code in the far main thread (exec model main_thread_only) where the
     spec does not choose, except on gateways that others start through (via=, installvia=).
     """
+    return make_targets(spec_texts(values, parser) if values else [("popen", "")], parser, main_thread)
+
+
+def make_targets(found: Sequence[tuple[str, str]], parser: argparse.ArgumentParser,
+                 main_thread: bool = False) -> list[Target]:
+    """The targets of specs already split: (spec, where) pairs, in order (see parse_targets)."""
     specs: list[tuple[XSpec, str]] = []
-    for text, where in spec_texts(values, parser) if values else [("popen", "")]:
+    for text, where in found:
         try:
             specs.append((XSpec(text), where))
         except ValueError as exc:
