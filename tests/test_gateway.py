@@ -409,14 +409,14 @@ def test_remote_exec_on_a_far_side_that_closed_its_stdin_raises_gateway_start_er
     script = tmp_path / "closes-stdin"
     script.write_text(f"#!/bin/sh\nexec 0<&-\ntouch {marker}\nsleep 1\nexit 1\n")
     script.chmod(0o755)
-    gateway = group.makegateway(f"popen//python={script}")
+    gateway = group._start_gateway(f"popen//python={script}")  # as the command starts: without waiting
     assert wait_until(marker.exists, 10)
     with pytest.raises(execwire.GatewayStartError):
         gateway.remote_exec("channel.send(1)").receive(timeout=30)
 
 
 def test_gateway_after_failed_start_keeps_failing_with_the_same_error(group):
-    gateway = group.makegateway(f"popen//python={Path('/bin/false')}")
+    gateway = group._start_gateway(f"popen//python={Path('/bin/false')}")  # as the command starts: without waiting
     with pytest.raises(execwire.GatewayStartError):
         gateway.wait_ready(10)
     assert gateway.state == "failed"
@@ -436,6 +436,5 @@ def test_python_given_as_a_bare_version_means_that_python_on_path(tmp_path, monk
 
 
 def test_a_command_that_is_not_found_is_named_in_the_start_error(clean_default_group):
-    gw = execwire.makegateway("popen//python=/usr/bin/env no-such-python-here")
     with pytest.raises(execwire.GatewayStartError, match="127.*not found"):
-        gw.wait_ready(30)
+        execwire.makegateway("popen//python=/usr/bin/env no-such-python-here")

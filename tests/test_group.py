@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
+import socket
 import sys
 import time
 
@@ -96,10 +98,12 @@ def test_terminate_leaves_no_process_behind(group):
             os.kill(pid, 0)
 
 
-def test_gateways_of_a_group_start_side_by_side(group, tmp_path):
-    # each far interpreter's start waits (up to 6 s, as a slow ssh login would) until all 4 have begun: a
-    # rendezvous, not a stopwatch (a time bound here was at the mercy of a busy machine); started one by one,
-    # the first ones wait alone and say so
+def rendezvous_python(tmp_path, count: int) -> str:
+    """An interpreter whose start waits (up to 6 s, as a slow ssh login would) until ``count`` have begun.
+
+    A rendezvous, not a stopwatch (a time bound was at the mercy of a busy machine): started one by
+    one, the first ones wait alone and say so in $RENDEZVOUS.
+    """
     arrived = tmp_path / "arrived"
     arrived.mkdir()
     slow = tmp_path / "rendezvous-python"
@@ -109,16 +113,70 @@ def test_gateways_of_a_group_start_side_by_side(group, tmp_path):
         f"folder = {str(arrived)!r}\n"
         "open(os.path.join(folder, str(os.getpid())), 'w').close()\n"
         "deadline = time.monotonic() + 6\n"
-        "while len(os.listdir(folder)) < 4 and time.monotonic() < deadline:\n"
+        f"while len(os.listdir(folder)) < {count} and time.monotonic() < deadline:\n"
         "    time.sleep(0.01)\n"
-        "os.environ['RENDEZVOUS'] = 'all 4 starting' if len(os.listdir(folder)) == 4 else 'started alone'\n"
+        f"os.environ['RENDEZVOUS'] = 'all starting' if len(os.listdir(folder)) == {count} else 'started alone'\n"
         "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n")
     slow.chmod(0o755)
-    for _ in range(4):
-        group.makegateway(f"popen//python={slow}")
+    return f"popen//python={slow}"
+
+
+def rendezvous_answers(group: execwire.Group) -> list[tuple[str, str]]:
     multi = group.remote_exec("import os\nchannel.send((channel.gateway.id, os.environ['RENDEZVOUS']))")
-    answers = multi.receive_each()
-    assert answers == [(f"gw{number}", "all 4 starting") for number in range(4)], "started one by one?"
+    return [tuple(answer) for answer in multi.receive_each()]
+
+
+def test_makegateways_starts_gateways_side_by_side(group, tmp_path):
+    started = group.makegateways([rendezvous_python(tmp_path, 4)] * 4)
+    assert [gw.state for gw in started] == ["up"] * 4  # it returns once all have answered
+    assert rendezvous_answers(group) == [(f"gw{number}", "all starting") for number in range(4)]
+
+
+def test_a_group_made_from_specs_starts_them_side_by_side(tmp_path):
+    with execwire.Group([rendezvous_python(tmp_path, 3)] * 3) as made:
+        assert rendezvous_answers(made) == [(f"gw{number}", "all starting") for number in range(3)]
+
+
+def test_makegateway_waits_for_the_far_side_so_gateways_made_in_a_row_start_one_by_one(group, tmp_path):
+    spec = rendezvous_python(tmp_path, 2) + "//timeout=20"
+    first = group.makegateway(spec)
+    assert first.state == "up"
+    group.makegateway(spec)
+    assert rendezvous_answers(group) == [("gw0", "started alone"), ("gw1", "all starting")]
+
+
+def test_makegateway_raises_start_up_errors_itself_and_the_gateway_leaves_the_group(group, tmp_path):
+    with pytest.raises(execwire.GatewayStartError, match="no-such-python"):
+        group.makegateway(f"popen//python={tmp_path}/no-such-python")
+    with pytest.raises(execwire.GatewayStartError, match="ended before it answered"):
+        group.makegateway("popen//id=dies//python=false")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(execwire.HostNotFound, match=str(port)):
+        group.makegateway(f"socket=127.0.0.1:{port}//token_file={token_file(tmp_path)}")
+    assert len(group) == 0 and "dies" not in group
+    assert group.makegateway("popen//id=dies").remote_exec("channel.send(1)").receive(timeout=30) == 1
+
+
+def test_makegateways_raises_for_the_ones_that_failed_and_keeps_the_others(group, tmp_path):
+    with pytest.raises(execwire.GatewayStartError, match="'bad'") as raised:
+        group.makegateways(["popen//id=good", "popen//id=bad//python=false", "popen//id=fine"])
+    assert "'good'" not in str(raised.value)
+    assert [gw.id for gw in group] == ["good", "fine"]
+    assert [gw.remote_exec("channel.send(channel.gateway.id)").receive(timeout=30) for gw in group] == ["good", "fine"]
+    with pytest.raises(execwire.GatewayStartError, match="2 gateways could not start") as two:
+        group.makegateways(["popen//id=x//python=false", f"popen//id=y//python={tmp_path}/none", "popen//id=ok"])
+    assert sorted(two.value.failures) == ["x", "y"]  # type: ignore[attr-defined]
+    assert [gw.id for gw in group] == ["good", "fine", "ok"]
+
+
+def token_file(folder) -> str:
+    path = folder / "token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return str(path)
 
 
 # -- the default group ---------------------------------------------------------------------------------------

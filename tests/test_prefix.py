@@ -114,9 +114,8 @@ def test_container_gateway_runs_through_the_tool(standins: None, group: execwire
 @pytest.mark.parametrize(("tool", "noun"), [("docker", "container"), ("podman", "container"),
                                             ("kubectl", "pod")])
 def test_unknown_container_is_named(standins: None, group: execwire.Group, tool: str, noun: str) -> None:
-    gateway = group.makegateway(f"{tool}=nosuchbox")
     with pytest.raises(execwire.GatewayStartError) as info:
-        gateway.wait_ready(30)
+        group.makegateway(f"{tool}=nosuchbox")
     message = str(info.value)
     assert f"there is no running {noun} 'nosuchbox' on this machine" in message
     assert "nosuchbox" in message and "said:" in message
@@ -124,9 +123,8 @@ def test_unknown_container_is_named(standins: None, group: execwire.Group, tool:
 
 @pytest.mark.parametrize("tool", ["docker", "podman", "kubectl"])
 def test_missing_python_in_container_is_named(standins: None, group: execwire.Group, tool: str) -> None:
-    gateway = group.makegateway(f"{tool}=box//python=python9.9")
     with pytest.raises(execwire.GatewayStartError) as info:
-        gateway.wait_ready(30)
+        group.makegateway(f"{tool}=box//python=python9.9")
     message = str(info.value)
     noun = "pod" if tool == "kubectl" else "container"
     assert f"no Python 'python9.9' in {noun} 'box' on this machine" in message
@@ -171,16 +169,14 @@ def test_sudo_runs_the_far_side_as_that_user(group: execwire.Group, unprivileged
 def test_sudo_to_an_unknown_user_is_named(group: execwire.Group) -> None:
     if shutil.which("sudo") is None:
         pytest.skip("sudo is not installed (Debian package sudo)")
-    gateway = group.makegateway("sudo=no-such-user-x")
     with pytest.raises(execwire.GatewayStartError) as info:
-        gateway.wait_ready(30)
+        group.makegateway("sudo=no-such-user-x")
     assert "there is no user 'no-such-user-x' on this machine" in str(info.value)
 
 
 def test_sudo_with_a_missing_python_names_it(group: execwire.Group, unprivileged_user: pwd.struct_passwd) -> None:
-    gateway = group.makegateway(f"sudo={unprivileged_user.pw_name}//python=/no/such/python3")
     with pytest.raises(execwire.GatewayStartError) as info:
-        gateway.wait_ready(30)
+        group.makegateway(f"sudo={unprivileged_user.pw_name}//python=/no/such/python3")
     assert "no Python '/no/such/python3' on this machine" in str(info.value)
 
 

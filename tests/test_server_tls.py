@@ -245,12 +245,10 @@ def test_an_untrusted_certificate_is_an_authentication_error(group, tls_server, 
                                                               monkeypatch):
     other = Authority(tmp_path)  # not the one that signed the server's certificate
     monkeypatch.setenv("SSL_CERT_FILE", str(other.path))
-    gw = group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}//tls")
     with pytest.raises(execwire.AuthenticationError, match="certificate is not trusted.*//tls_ca=PATH"):
-        gw.wait_ready(20)
-    gw = group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}//tls_ca={other.path}")
+        group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}//tls")
     with pytest.raises(execwire.AuthenticationError, match="certificate is not trusted"):
-        gw.wait_ready(20)
+        group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}//tls_ca={other.path}")
     assert tls_server.wait_log("refused: the TLS handshake failed")
     assert tls_server.children() == []
 
@@ -260,9 +258,8 @@ def test_a_certificate_for_another_name_is_refused(group, tmp_path, token_file, 
     running = start_server(module_server_argv(token_file, "--tls-cert", str(cert), "--tls-key", str(key)),
                            tmp_path / "log")
     try:
-        gw = group.makegateway(tls_spec(running, token_file, authority))
         with pytest.raises(execwire.AuthenticationError, match="not trusted: IP address mismatch"):
-            gw.wait_ready(20)
+            group.makegateway(tls_spec(running, token_file, authority))
     finally:
         running.stop()
 
@@ -279,9 +276,8 @@ def test_a_man_in_the_middle_with_a_trusted_certificate_fails_the_token_check(gr
               wrap_client=lambda sock: client_side.wrap_socket(sock, server_side=True),
               wrap_server=lambda sock: server_side.wrap_socket(sock, server_hostname="127.0.0.1"))
     try:
-        gw = group.makegateway(tls_spec(tls_server, token_file, authority, f"127.0.0.1:{tap.port}"))
         with pytest.raises(execwire.AuthenticationError, match="could not prove it knows our token"):
-            gw.wait_ready(20)
+            group.makegateway(tls_spec(tls_server, token_file, authority, f"127.0.0.1:{tap.port}"))
         assert tap.errors == []  # it was a working relay: only the handshake told it apart
         assert tls_server.wait_log("refused: the client closed the connection without proving it knows the token")
         assert tls_server.children() == []
@@ -290,14 +286,12 @@ def test_a_man_in_the_middle_with_a_trusted_certificate_fails_the_token_check(gr
 
 
 def test_plain_and_tls_mismatches_say_what_to_do(group, tls_server, token_file, authority, tmp_path):
-    gw = group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}")
     with pytest.raises(execwire.GatewayStartError, match="this server requires TLS: add //tls"):
-        gw.wait_ready(20)
+        group.makegateway(f"socket={tls_server.spec_address}//token_file={token_file}")
     plain = start_server(module_server_argv(token_file), tmp_path / "plain.log")
     try:
-        gw = group.makegateway(tls_spec(plain, token_file, authority))
         with pytest.raises(execwire.GatewayStartError, match="closed the connection during the TLS handshake"):
-            gw.wait_ready(20)
+            group.makegateway(tls_spec(plain, token_file, authority))
         assert plain.wait_log("refused: the client speaks TLS (//tls), but this server was started without "
                               "--tls-cert")
     finally:

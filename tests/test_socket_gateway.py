@@ -145,8 +145,11 @@ def test_ipv6_loopback_spec_and_function(group, tmp_path, token_file):
 # -- errors ---------------------------------------------------------------------------------------------------
 def test_nothing_listening_is_host_not_found_naming_host_and_port(group, token_file):
     port = refused_port()
-    gw = group.makegateway(f"socket=127.0.0.1:{port}//token_file={token_file}")  # returns at once
     with pytest.raises(execwire.HostNotFound, match=f"nothing listens at 127.0.0.1:{port}"):
+        group.makegateway(f"socket=127.0.0.1:{port}//token_file={token_file}")
+    assert len(group) == 0
+    gw = group._start_gateway(f"socket=127.0.0.1:{port}//token_file={token_file}")  # as the command: no wait
+    with pytest.raises(execwire.HostNotFound):
         gw.wait_ready(20)
     assert gw.state == "failed"
     with pytest.raises(execwire.HostNotFound):
@@ -154,7 +157,7 @@ def test_nothing_listening_is_host_not_found_naming_host_and_port(group, token_f
 
 
 def test_code_sent_before_a_failed_connect_raises_the_start_error(group, token_file):
-    gw = group.makegateway(f"socket=127.0.0.1:{refused_port()}//token_file={token_file}")
+    gw = group._start_gateway(f"socket=127.0.0.1:{refused_port()}//token_file={token_file}")  # without waiting
     with pytest.raises(execwire.HostNotFound):
         # queued while connecting (then receive raises), or refused at once if the failure came first
         channel = gw.remote_exec("channel.send(1)")
@@ -164,9 +167,8 @@ def test_code_sent_before_a_failed_connect_raises_the_start_error(group, token_f
 def test_a_wrong_token_is_an_authentication_error(group, server, token_file, tmp_path):
     (tmp_path / "other").mkdir()
     wrong = make_token_file(tmp_path / "other")
-    gw = group.makegateway(socket_spec(server, wrong))
     with pytest.raises(execwire.AuthenticationError, match="token differs") as raised:
-        gw.wait_ready(20)
+        group.makegateway(socket_spec(server, wrong))
     assert isinstance(raised.value, execwire.GatewayStartError)
     assert server.spec_address in str(raised.value)
     assert server.wait_log("refused: the client closed the connection without proving it knows the token")
@@ -202,9 +204,8 @@ def test_a_peer_that_is_not_an_execwire_server(group, token_file):
 
         thread = threading.Thread(target=banner, daemon=True)
         thread.start()
-        gw = group.makegateway(f"socket=127.0.0.1:{listener.getsockname()[1]}//token_file={token_file}")
         with pytest.raises(execwire.GatewayStartError, match="is not an execwire socket server: it answered b'SSH"):
-            gw.wait_ready(20)
+            group.makegateway(f"socket=127.0.0.1:{listener.getsockname()[1]}//token_file={token_file}")
         thread.join(10)
 
 
@@ -213,10 +214,9 @@ def test_a_server_that_never_answers_times_out_and_exit_does_not_wait_for_it(gro
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)  # connections complete in the backlog; nobody ever answers
         address = f"127.0.0.1:{listener.getsockname()[1]}"
-        gw = group.makegateway(f"socket={address}//token_file={token_file}//timeout=0.5")
         with pytest.raises(execwire.GatewayStartError, match="no complete handshake .* within 0.5 seconds"):
-            gw.wait_ready(20)
-        patient = group.makegateway(f"socket={address}//token_file={token_file}")
+            group.makegateway(f"socket={address}//token_file={token_file}//timeout=0.5")
+        patient = group._start_gateway(f"socket={address}//token_file={token_file}")  # still starting: no wait
         started = time.monotonic()
         patient.exit()
         assert time.monotonic() - started < 3.0
@@ -273,10 +273,9 @@ def test_installvia_errors_name_the_problem(group):
     blocker.listen(1)
     try:
         taken = blocker.getsockname()[1]
-        gw = group.makegateway(f"socket=127.0.0.1:{taken}//installvia=there")
         with pytest.raises(execwire.GatewayStartError,
                            match=f"cannot start a socket server on 127.0.0.1:{taken} inside gateway 'there'"):
-            gw.wait_ready(20)
+            group.makegateway(f"socket=127.0.0.1:{taken}//installvia=there")
     finally:
         blocker.close()
 

@@ -20,8 +20,9 @@ from .spec import EXECMODELS, XSpec
 class Group(Roster[Gateway]):
     """Gateways with ids (``gw0``, ``gw1``, ... unless the spec says ``id=``).
 
-    Gateways start in the background, so making several in a row starts them
-    side by side; the first call that needs an answer waits for its gateway.
+    ``makegateway`` returns once the far side has answered and raises its
+    start-up error itself; ``Group(specs)`` and ``makegateways(specs)`` start
+    many side by side and raise for the ones that failed.
     """
 
     defaultspec = "popen"
@@ -32,8 +33,9 @@ class Group(Roster[Gateway]):
         self._lock = threading.Lock()
         self._next_auto_id = 0
         self.set_execmodel(execmodel)
-        for spec in xspecs:
-            self.makegateway(spec)
+        specs = list(xspecs)
+        if specs:
+            self.makegateways(specs)
 
     def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
         """Exec models for gateways made from now on: "thread" or "main_thread_only".
@@ -52,7 +54,16 @@ class Group(Roster[Gateway]):
         return f"<Group {[gw.id for gw in self._gateways]!r}>"
 
     def makegateway(self, spec: str | XSpec | None = None) -> Gateway:
-        """Start a gateway for ``spec`` (default "popen") and add it to the group."""
+        """Start a gateway for ``spec`` (default "popen"), add it to the group, return it once it has answered.
+
+        A gateway that cannot start raises its GatewayStartError (HostNotFound,
+        a missing Python, ...) here, and leaves the group.
+        """
+        return self.makegateways([spec])[0]
+
+    def _start_gateway(self, spec: str | XSpec | None = None) -> Gateway:
+        """Start a gateway and return it at once (start-up goes on in the background; its errors surface on
+        the first call that needs the far side, or wait_ready()). makegateways and the command use it."""
         if spec is None:
             spec = self.defaultspec
         if not isinstance(spec, XSpec):
@@ -75,27 +86,34 @@ class Group(Roster[Gateway]):
         """The gateway of this group that ``via=`` or ``installvia=`` names (transports get it, not the group)."""
         return find_middle(spec, gateway_id, self._gateways)
 
-    def makegateways(self, specs: Iterable[str | XSpec]) -> list[Gateway]:
+    def makegateways(self, specs: Iterable[str | XSpec | None]) -> list[Gateway]:
         """Start a gateway for every spec side by side; return them once all have answered.
 
         If any could not start, raise GatewayStartError naming each that failed
         (when several did, its ``failures`` maps their ids, or specs if they had
-        none yet, to their errors); the ones that started stay in the group.
+        none yet, to their errors); the ones that started stay in the group, the
+        ones that failed leave it. Ctrl-C while they start ends them all.
         """
         started: list[Gateway] = []
         failures: list[tuple[str, GatewayStartError]] = []
         for spec in specs:
+            parsed = spec if isinstance(spec, XSpec) else XSpec(spec if spec is not None else self.defaultspec)
             try:
-                started.append(self.makegateway(spec))
+                started.append(self._start_gateway(parsed))
             except GatewayStartError as exc:  # the command to run does not exist
-                failures.append((str(spec), exc))
-        for gateway in started:
-            try:
-                gateway.wait_ready(gateway.startup_timeout + 5.0)
-            except (GatewayStartError, TimeoutError) as exc:
-                error = exc if isinstance(exc, GatewayStartError) else GatewayStartError(str(exc))
-                failures.append((gateway.id, error))
+                failures.append((str(parsed.id) if parsed.id is not None else str(parsed), exc))
+        try:
+            for gateway in started:
+                try:
+                    gateway.wait_ready(gateway.startup_timeout + 5.0)
+                except (GatewayStartError, TimeoutError) as exc:
+                    error = exc if isinstance(exc, GatewayStartError) else GatewayStartError(str(exc))
+                    failures.append((gateway.id, error))
+                    gateway.exit(timeout=1.0)
+        except BaseException:  # Ctrl-C while waiting: nobody holds these gateways yet
+            for gateway in started:
                 gateway.exit(timeout=1.0)
+            raise
         if failures:
             if len(failures) == 1:
                 raise failures[0][1]

@@ -101,7 +101,7 @@ class Session:
             target.deadline = target.launched + self.timeout
         self.active.append(target)
         try:
-            gateway = self.group.makegateway(target.spec)
+            gateway = self.group._start_gateway(target.spec)  # returns at once: the loop watches it start
         except (Error, OSError, ValueError) as exc:
             self.fail(target, str(exc))
             self.end(target)

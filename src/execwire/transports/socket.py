@@ -1,7 +1,8 @@
 """socket: a far Python started for us by an execwire socket server (server.py), over TCP.
 
-Connecting and authenticating run in the gateway's reader thread, so makegateway
-returns at once as for every other transport; frames sent meanwhile wait in
+Connecting and authenticating run in the gateway's reader thread, so starting
+one returns at once as for every other transport (makegateways starts many side
+by side; makegateway then waits for the answer); frames sent meanwhile wait in
 memory and go out right behind the boot payload. With ``installvia=ID`` the
 server is first started inside gateway ID, with a fresh random token, and lives
 as long as the gateway made through it (or gateway ID, if that ends first).

@@ -1,9 +1,9 @@
 """execnet.multi: Group and MultiChannel with execnet's manners, on execwire's.
 
-The difference that matters most: ``makegateway`` returns once the far side
-has answered and raises its start-up error itself (HostNotFound, a missing
-Python, ...), as execnet does. ``Group(specs)`` and ``makegateways(specs)``
-still start many gateways side by side.
+``makegateway`` returns once the far side has answered and raises its start-up
+error itself (HostNotFound, a missing Python, ...), as execnet's and execwire's
+do; it also gives the far side execnet's manners first (see _compat).
+``Group(specs)`` and ``makegateways(specs)`` start many gateways side by side.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Group(execwire.Group):
                 try:
                     strict = to_execwire(spec)
                     _reachable_before_token(strict)
-                    gateway = execwire.Group.makegateway(self, strict)
+                    gateway = self._start_gateway(strict)
                 except execwire.GatewayStartError as exc:
                     failures.append(exc)
                     continue
