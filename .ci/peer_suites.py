@@ -138,7 +138,7 @@ def outcomes(report: Path) -> dict[str, str]:
         return {}
     found = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
-        test_id = f"{case.get('file') or case.get('classname')}::{case.get('name')}"
+        test_id = case_id(case.get("file") or "", case.get("classname") or "", case.get("name") or "")
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
@@ -147,6 +147,14 @@ def outcomes(report: Path) -> dict[str, str]:
                 outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
         found[test_id] = outcome
     return found
+
+
+def case_id(file: str, classname: str, name: str) -> str:
+    """pytest's node id from a junit test case: testing/test_x.py::TestClass::test_name[param]."""
+    module = file[:-3].replace("/", ".") if file.endswith(".py") else ""
+    if module and classname.startswith(module + "."):
+        return f"{file}::{classname[len(module) + 1:]}::{name}"
+    return f"{file or classname}::{name}"
 
 
 RANK = {"passed": 3, "xfailed": 2, "skipped": 1, "failed": 0, "missing": 0}

@@ -205,6 +205,23 @@ def test_far_stdout_is_dropped_and_far_stderr_shown_as_execnet_does():
     assert "far stderr" in result.stderr
 
 
+def test_far_stderr_goes_to_file_descriptor_2_not_through_sys_stderr():
+    # as an execnet far side writes to the descriptor it inherited: sys.stderr replaced (as pytest's in-process
+    # runs capture it) does not see it; execwire's own gateways forward it through sys.stderr
+    result = run_with_shim("""
+        import io, sys, execnet, execwire
+        captured, sys.stderr = sys.stderr, io.StringIO()
+        for make in (execnet.makegateway, execwire.makegateway):
+            gw = make("popen")
+            gw.remote_exec("import sys; sys.stderr.write(%r)" % ("from " + make.__module__ + "\\n")).waitclose(10)
+            gw.exit()
+        caught, sys.stderr = sys.stderr.getvalue(), captured
+        print(repr(caught))
+    """)
+    assert "from execnet" in result.stderr and "from execnet" not in result.stdout
+    assert "from execwire" in result.stdout and "from execwire" not in result.stderr
+
+
 def test_xspec_is_lenient_like_execnets_and_the_gateway_is_made_from_its_attributes(tmp_path):
     run_with_shim(f"""
         import os, execnet
@@ -292,3 +309,37 @@ def test_a_far_channel_that_shipped_code_drops_is_closed(gw):
             sub.receive(timeout=5)
     finally:
         channel.send("done")
+
+
+def test_execnet_names_channels_rinfo_and_messages_as_execnet_does():
+    run_with_shim("""
+        import execnet, execnet.gateway, execnet.gateway_base as base
+        gw = execnet.makegateway("popen//execmodel=main_thread_only")
+        # Channel(gateway, id) makes a channel object, as execnet's does (a MultiChannel of them works)
+        multi = execnet.MultiChannel([base.Channel(gw, number) for number in range(3)])
+        assert [channel.id for channel in multi] == [0, 1, 2] and multi[1] in multi
+        # shipped strings are "<remote exec>" in far tracebacks
+        shipped = gw.remote_exec("import traceback; channel.send(''.join(traceback.format_stack()))")
+        stack = shipped.receive(30)
+        assert 'File "<remote exec>"' in stack, stack
+        shipped.waitclose(30)  # main_thread_only: one at a time
+        # a second remote_exec while main_thread_only runs one: exactly the documented text
+        first = gw.remote_exec("channel.send(1); channel.receive()")
+        assert first.receive(30) == 1
+        second = gw.remote_exec("channel.send(2)")
+        try:
+            second.receive(30)
+        except execnet.RemoteError as exc:
+            assert exc.formatted == base.MAIN_THREAD_ONLY_DEADLOCK_TEXT, exc.formatted
+        else:
+            raise AssertionError("a concurrent remote_exec on main_thread_only must fail")
+        first.send(None); first.waitclose(30)
+        # _rinfo(update=True) asks with code, so it sees what code before it did; _cache_rinfo sets it back
+        before = gw._rinfo()
+        gw.remote_exec("import os; os.chdir('/')").waitclose(30)
+        assert gw._rinfo().cwd == before.cwd and gw._rinfo(update=True).cwd == "/"
+        gw._cache_rinfo = before
+        assert gw._rinfo().cwd == before.cwd and gw._rinfo().version_info == before.version_info
+        assert callable(execnet.gateway.rinfo_source)
+        gw.exit()
+    """)

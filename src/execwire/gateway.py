@@ -82,12 +82,13 @@ def write_output(gateway: Gateway, stream: int, data: bytes) -> None:
 
 
 def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: dict[str, Any],
-                 channel_type: type, hint: Callable[[str], object] | None = None) -> list[Any]:
+                 channel_type: type, hint: Callable[[str], object] | None = None,
+                 string_filename: str = "<remote_exec>") -> list[Any]:
     """The EXEC frame's payload for ``remote_exec(source, **kwargs)`` (the parts of its encoding).
 
     Channels inside ``kwargs`` are instances of ``channel_type``; ``hint`` gets the
-    source text (import forwarding looks at it). Raises TypeError or ValueError
-    naming what cannot be shipped.
+    source text (import forwarding looks at it); tracebacks name a string ``string_filename``.
+    Raises TypeError or ValueError naming what cannot be shipped.
     """
     funcname = None
     if isinstance(source, types.ModuleType):
@@ -97,7 +98,7 @@ def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: di
         text = inspect.getsource(source)
     elif isinstance(source, str):
         text = _dedent(source)
-        filename = "<remote_exec>"
+        filename = string_filename
     elif callable(source):
         from .source import function_source  # inspect, ast and dis: only when a function is shipped
 
@@ -180,6 +181,7 @@ class Gateway(BaseGateway):
     """
 
     startup_timeout = 60.0
+    _string_filename = "<remote_exec>"  # what tracebacks name shipped strings (the execnet package: execnet's)
 
     def __init__(self, stream: Stream, spec: XSpec, gateway_id: str,
                  process: Process | None = None, group: GatewayOwner | None = None) -> None:
@@ -297,7 +299,8 @@ class Gateway(BaseGateway):
             imports.service(self).wait_ready(self.startup_timeout)
         forwarding = getattr(self, "_import_service", None)
         # the modules the code imports travel with the first one asked for
-        request = exec_request(source, kwargs, Channel, forwarding.hint if forwarding is not None else None)
+        request = exec_request(source, kwargs, Channel, forwarding.hint if forwarding is not None else None,
+                               self._string_filename)
         channel = self.newchannel()
         try:
             self._send(frames.EXEC, channel.id, request)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import execwire
-from execwire.gateway import RemoteStatus, RInfo, write_output
+from execwire.gateway import RemoteStatus, RInfo
 
 from ._compat import ExecModel, ThreadExecModel
 from .gateway_base import Channel
@@ -19,9 +20,19 @@ __all__ = ["Gateway", "RInfo", "RemoteStatus"]
 
 
 def discard_stdout(gateway: execwire.Gateway, stream: int, data: bytes) -> None:
-    """What far code prints to stdout is dropped, as execnet drops it; stderr still reaches ours."""
-    if stream == 2:
-        write_output(gateway, stream, data)
+    """What far code prints to stdout is dropped, as execnet drops it; stderr goes to our file descriptor 2.
+
+    An execnet far side inherits that descriptor, so what it writes there bypasses this side's
+    sys.stderr (and whatever captures it, as pytest's in-process runs do): here too.
+    """
+    if stream != 2:
+        return
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(2, view):]
+    except OSError:
+        pass  # our stderr is closed; execnet's far side would not be heard either
 
 
 class Gateway(execwire.Gateway):
@@ -29,6 +40,7 @@ class Gateway(execwire.Gateway):
 
     _group: Group
     execmodel: ExecModel
+    _string_filename = "<remote exec>"  # execnet's name for shipped strings in far tracebacks
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +86,29 @@ class Gateway(execwire.Gateway):
         return status
 
     def _rinfo(self, update: bool = False) -> RInfo:
-        info = super()._rinfo(update)
+        """Facts about the far interpreter; ``update`` asks with a remote_exec, as execnet does (so on a
+        main_thread_only gateway the answer comes after the code that runs there now)."""
+        if update:
+            self._rinfo_cache = RInfo(self.remote_exec(rinfo_source).receive(self.startup_timeout))
+        info = super()._rinfo()
         info.version_info = tuple(info.version_info[:5])
         return info
+
+    @property
+    def _cache_rinfo(self) -> RInfo | None:
+        """execnet's name of the cached facts (code written for execnet sets it back after a change)."""
+        return self._rinfo_cache
+
+    @_cache_rinfo.setter
+    def _cache_rinfo(self, info: RInfo | None) -> None:
+        self._rinfo_cache = info
+
+
+def rinfo_source(channel: "Any") -> None:  # noqa: UP037 - a string: the far side has no typing
+    """Shipped by ``_rinfo(update=True)``: the far interpreter's facts, as a dict (execnet's name)."""
+    import os
+    import sys
+
+    channel.send({"executable": sys.executable, "version_info": tuple(sys.version_info[:5]),
+                  "platform": sys.platform, "implementation": sys.implementation.name, "cwd": os.getcwd(),
+                  "pid": os.getpid()})

@@ -22,8 +22,9 @@ DataFormatError = wire.DataFormatError
 DumpError = wire.DumpError
 LoadError = wire.LoadError
 
-# the text that identifies the error of a second remote_exec while main_thread_only runs one
-MAIN_THREAD_ONLY_DEADLOCK_TEXT = "main_thread_only exec model runs one remote_exec at a time"
+# the error (RemoteError.formatted) of a second remote_exec while main_thread_only runs one (_far/execution.py)
+MAIN_THREAD_ONLY_DEADLOCK_TEXT = ("execwire: the main_thread_only exec model runs one remote_exec at a time and "
+                                  "another one is still running")
 INTERRUPT_TEXT = "KeyboardInterrupt"
 ChannelFileWrite = channel_module.ChannelFileWrite
 ChannelFileRead = channel_module.ChannelFileRead
@@ -33,6 +34,11 @@ if NEAR:
 
     class Channel(channel_module.Channel):
         """A channel with execnet's manners (see _compat.add_execnet_behaviour)."""
+
+        def __init__(self, gateway, *args):
+            if len(args) == 1:  # execnet's Channel(gateway, id): an object only, as execnet's (not in the table)
+                args = (gateway._protocol, args[0])
+            channel_module.Channel.__init__(self, gateway, *args)
 
     _compat.add_execnet_behaviour(Channel)
 
