@@ -343,3 +343,34 @@ def test_execnet_names_channels_rinfo_and_messages_as_execnet_does():
         assert callable(execnet.gateway.rinfo_source)
         gw.exit()
     """)
+
+
+def test_shipped_code_may_not_close_its_own_channel_while_it_runs_as_in_execnet():
+    run_with_shim("""
+        import execnet
+        gw = execnet.makegateway("popen")
+        try:
+            gw.remote_exec("channel.close()").waitclose(30)
+        except execnet.RemoteError as exc:
+            assert "cannot explicitly close channel within remote_exec" in exc.formatted, exc.formatted
+        else:
+            raise AssertionError("closing the remote_exec channel from its code must fail")
+        proxy = gw.remote_exec('f = channel.makefile(proxyclose=True); f.write("hello"); f.close()')
+        assert proxy.receive(30) == "hello"
+        try:
+            proxy.receive(30)
+        except execnet.RemoteError as exc:  # the file's close() closes the channel, and that is refused
+            assert "explicitly close" in exc.formatted, exc.formatted
+        else:
+            raise AssertionError("proxyclose=True must close the channel (and so fail inside remote_exec)")
+        other = gw.remote_exec("sub = channel.gateway.newchannel(); channel.send(sub); sub.close()")
+        sub = other.receive(30)
+        other.waitclose(30)  # a channel the code made itself closes freely: its receiver sees the end
+        try:
+            sub.receive(30)
+        except EOFError:
+            pass
+        else:
+            raise AssertionError("the closed sub-channel must end with EOFError")
+        gw.exit()
+    """)

@@ -125,6 +125,7 @@ def add_execnet_behaviour(channel_class):
     base_setcallback = channel_class.setcallback
     base_waitclose = channel_class.waitclose
     base_send = channel_class.send
+    base_close = channel_class.close
     dump_error = sys.modules[errors.__name__.rpartition(".")[0] + ".wire"].DumpError
 
     def send(self, item):
@@ -183,6 +184,12 @@ def add_execnet_behaviour(channel_class):
             raise errors.TimeoutError("the callbacks of channel %d did not finish within %r seconds"
                                       % (self.id, timeout))
 
+    def close(self, error=None):
+        """Close the channel; code shipped with it may not close it while it runs (execnet's rule)."""
+        if getattr(self, "_executing", False):
+            raise OSError("cannot explicitly close channel within remote_exec")
+        base_close(self, error)
+
     def _getremoteerror(self):
         """The error that ended the channel (RemoteError, or EOFError for a lost gateway), else None."""
         try:
@@ -203,6 +210,7 @@ def add_execnet_behaviour(channel_class):
     channel_class.receive = receive
     channel_class.setcallback = setcallback
     channel_class.waitclose = waitclose
+    channel_class.close = close
     channel_class._getremoteerror = _getremoteerror
     channel_class.reconfigure = reconfigure
     channel_class.next = channel_class.__next__ = _next
@@ -239,6 +247,18 @@ def install_far(channel):
     if not getattr(channel_class, "_execnet_behaviour", False):
         add_execnet_behaviour(channel_class)
         channel_class._execnet_behaviour = True
+    if getattr(gateway, "_execnet_execute", None) is None:
+        gateway._execnet_execute = execute = gateway._execute
+
+        def mark_executing(channel, *job):
+            """While shipped code runs, its channel refuses close() (see add_execnet_behaviour)."""
+            channel._executing = True
+            try:
+                return execute(channel, *job)
+            finally:
+                channel._executing = False
+
+        gateway._execute = mark_executing
 
 
 if __name__ == "__channelexec__":
