@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the test suites of execnet 2.1.2 and pytest-xdist 3.8.0 on the real execnet and on execwire's execnet package.
 
 The sdists are fetched with ``pip download`` (their code is not kept in this
@@ -7,11 +6,13 @@ with ``python -m execwire --execnet-shim-path`` first on PYTHONPATH, and the
 outcomes are compared test by test. Prints the counts of both runs and every
 test that does worse on execwire, with the reason known for it.
 
-Exit status: 0, or 1 if a pytest-xdist test does worse on execwire than on
-execnet (the promise: xdist users switch without a difference), or 2 if a run
-could not be made at all. execnet's own suite also tests execnet's internals,
-which execwire does not have; those are excluded by name below, each with its
-reason, and what else does worse is listed, not fatal.
+Exit status: 0; 1 if a test does worse on execwire than on execnet, is not on
+the documented list below (KNOWN_WORSE, each with its reason, also in
+docs/execnet-migration.md) and does worse again when run once more on its own
+(both suites start many interpreters at once, and a few of their tests are
+timing-bound on a loaded machine); 2 if a run could not be made at all.
+execnet's own suite also tests execnet's internals, which execwire does not
+have: those are not run (EXCLUDED, by name, each with its reason).
 """
 
 from __future__ import annotations
@@ -21,21 +22,23 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Any
 
-SUITES = {
+SUITES: dict[str, dict[str, Any]] = {
     "execnet": {"sdist": "execnet==2.1.2", "folder": "execnet-2.1.2", "tests": ["testing"]},
-    # xdist's whole suite takes 10 to 15 minutes on a busy 2-core machine: CI runs its worker and session
-    # tests and the acceptance tests of crashing workers (--xdist-all runs every test)
-    "pytest-xdist": {"sdist": "pytest-xdist==3.8.0", "folder": "pytest_xdist-3.8.0",
-                     "tests": ["testing/test_dsession.py", "testing/test_workermanage.py", "testing/test_remote.py",
-                               "testing/acceptance_test.py::TestNodeFailure"]},
+    "pytest-xdist": {"sdist": "pytest-xdist==3.8.0", "folder": "pytest_xdist-3.8.0", "tests": ["testing"]},
 }
+# --xdist-quick: the worker and session tests and the acceptance tests of crashing workers only
+XDIST_QUICK = ["testing/test_dsession.py", "testing/test_workermanage.py", "testing/test_remote.py",
+               "testing/acceptance_test.py::TestNodeFailure"]
 
-# tests of execnet's internals: they look at execnet's own byte format, frames, thread pool, command lines
-# or far-side entry points, which execwire replaces with its own (see docs/execnet-migration.md)
+# tests of execnet's internals, not run: they look at execnet's own byte format, frames, channel table, thread
+# pool, trace files, command lines or private names, which execwire replaces with its own
+# (docs/execnet-migration.md, "What the package does not have")
 EXCLUDED = {
     "execnet": {
         "testing/test_serializer.py": "execnet's byte format, checked against Python 2 and 3 (execwire has its own)",
@@ -53,41 +56,45 @@ EXCLUDED = {
         "testing/test_basics.py::TestPureChannel": "execnet's ChannelFactory",
         "testing/test_basics.py::TestSourceOfFunction": "execnet's private _source_of_function",
         "testing/test_basics.py::TestGlobalFinder": "execnet's private _find_non_builtin_globals",
+        "testing/test_channel.py::TestChannelBasicBehaviour::test_channel__local_close":
+            "execnet's ChannelFactory (gateway._channelfactory._local_close)",
+        "testing/test_channel.py::TestChannelBasicBehaviour::test_channel__local_close_error":
+            "execnet's ChannelFactory (gateway._channelfactory._local_close)",
+        "testing/test_channel.py::TestChannelBasicBehaviour::test_channel_passing_over_channel":
+            "looks into execnet's channel tables on both sides (gateway._channelfactory._channels)",
+        "testing/test_channel.py::TestChannelBasicBehaviour::test_channel_receive_internal_timeout":
+            "patches execnet's private Channel._INTERNALWAKEUP",
+        "testing/test_gateway.py::TestBasicGateway::test_gateway_status_no_real_channel":
+            "execnet's ChannelFactory (gateway._channelfactory.new)",
+        "testing/test_gateway.py::TestPopenGateway::test_remoteerror_readable_traceback":
+            "looks for execnet's module gateway_base in far tracebacks (execwire shows the shipped code's frames)",
+        "testing/test_gateway.py::TestPopenGateway::test_waitclose_on_remote_killed": "kills execnet's far side",
+        "testing/test_gateway.py::TestSshPopenGateway::test_sshconfig_config_parsing":
+            "execnet's exact ssh command line (gateway_io.ssh_args)",
+        "testing/test_gateway.py::TestTracing":
+            "execnet's trace files and trace functions (execwire traces with EXECWIRE_DEBUG=1)",
+        "testing/test_gateway.py::test_popen_args": "execnet's exact popen command lines (gateway_io.popen_args)",
         "testing/test_xspec.py::TestXSpec::test_ssh_options_and_config": "execnet's exact ssh command line",
         "testing/test_xspec.py::TestXSpec::test_vagrant_options": "execnet's vagrant command line",
         "testing/test_xspec.py::TestXSpec::test_popen_with_sudo_python": "execnet's exact popen command line",
-        "testing/test_gateway.py::TestPopenGateway::test_waitclose_on_remote_killed": "kills execnet's far side",
+        "testing/test_multi.py::TestGroup::test_basic_group": "fills execnet's private Group._register with stand-ins",
+        "testing/test_termination.py::test_terminate_implicit_does_trykill": "patches execnet's WorkerPool",
+        "testing/test_termination.py::test_exit_blocked_worker_execution_gateway": "uses execnet's WorkerPool",
     },
     "pytest-xdist": {},
 }
 
-# why a test does worse on execwire, where it is known: (part of the test id, reason)
-KNOWN = [
-    ("_channelfactory", ""),
-    ("test_channel__local_close", "uses execnet's internal ChannelFactory (gateway._channelfactory)"),
-    ("test_gateway_status_no_real_channel", "uses execnet's internal ChannelFactory"),
-    ("test_remote_exec_no_explicit_close", "looks into the far side's ChannelFactory"),
-    ("test_channel_passing_over_channel", "looks into the far side's ChannelFactory"),
-    ("test_channel_receive_internal_timeout", "patches execnet's private Channel._INTERNALWAKEUP"),
-    ("test_channel_callback_remote_freed", "needs core: a far channel that shipped code drops is closed"),
-    ("test_channel_file_proxyclose", "needs core: far code that fails after closing its channel reaches the "
-                                     "controller as RemoteError (execwire writes it to the far stderr)"),
-    ("test_remoteerror_readable_traceback", "expects execnet's module name gateway_base in far tracebacks"),
-    ("test_remote_exec_inspect_stack", "shipped strings are named <remote_exec> by execwire, <remote exec> by execnet"),
-    ("test_main_thread_only_concurrent_remote_exec_deadlock", "compares execnet's exact message"),
-    ("test_terminate_implicit_does_trykill", "uses execnet's internal WorkerPool"),
-    ("test_exit_blocked_worker_execution_gateway", "uses execnet's internal WorkerPool"),
-    ("test_popen_args", "execnet's exact command lines (execwire starts Pythons its own way)"),
-    ("test_sshconfig_config_parsing", "execnet's exact ssh command line"),
-    ("test_popen_filetracing", "EXECNET_DEBUG debug files: execwire traces with EXECWIRE_DEBUG to stderr"),
-    ("test_popen_stderr_tracing", "EXECNET_DEBUG=2: execwire traces with EXECWIRE_DEBUG"),
-    ("test_no_tracing_by_default", "looks for execnet's debug files"),
-    ("test_rinfo_source", "runs execnet's private rinfo_source"),
-    ("test_basic_group", "uses execnet's private Group._register"),
-    ("[pypy3]", "runs a script that imports execnet with pypy3 as controller: the execnet package needs Python 3.10+"),
+# tests that run and may do worse on execwire, each for a reason a user could meet (docs/execnet-migration.md,
+# "What still differs"): (suite, part of the test id, reason)
+KNOWN_WORSE = [
+    ("execnet", "test_channel_callback_remote_freed",
+     "needs core: a far channel that shipped code drops (garbage) is not closed, so the near side waits"),
+    ("execnet", "test_gateway_status_simple[", "needs core (dropped channels, as above): far code of earlier tests "
+                                               "that waits on a channel nobody holds still counts as executing"),
+    ("execnet", "test_gateway_status_busy[", "needs core (dropped channels, as above)"),
+    ("execnet", "[pypy3]", "runs a script that imports execnet with pypy3 (3.9) as the controller: the execnet "
+                           "package, like execwire's near side, needs Python 3.10+"),
 ]
-
-
 def fetch(workdir: Path) -> None:
     """Download and unpack the sdists into ``workdir`` (once)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -107,11 +114,13 @@ def shim_path() -> str:
     return out.stdout.strip()
 
 
-def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str]) -> dict[str, str]:
-    """Run one suite on one execnet; return {test id: outcome}."""
+def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str], tests: list[str] | None = None,
+        tag: str = "") -> dict[str, str]:
+    """Run one suite (or ``tests`` of it) on one execnet; return {test id: outcome}."""
     suite = SUITES[name]
     folder = workdir / suite["folder"]
-    report = workdir / f"{name}-{mode}.xml"
+    report = workdir / f"{name}-{mode}{tag}.xml"
+    report.unlink(missing_ok=True)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # execnet's test_dont_write_bytecode expects the default
     if mode == "execwire":
@@ -119,18 +128,37 @@ def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str]) ->
     deselect = []
     for test_id in EXCLUDED[name]:
         deselect += ["--deselect", test_id]
-    argv = [sys.executable, "-m", "pytest", *suite["tests"], "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
-            "-p", "no:randomly", "--timeout", "60", f"--junitxml={report}", "-o", "junit_family=xunit1",
-            *deselect, *extra]
+    argv = [sys.executable, "-m", "pytest", *(tests or suite["tests"]), "-q", "-p", "no:cacheprovider",
+            "-p", "no:benchmark", "-p", "no:randomly", "--timeout", "60", f"--junitxml={report}",
+            "-o", "junit_family=xunit1", *deselect, *extra]
     started = time.monotonic()
     try:
         completed = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=budget)
-        (workdir / f"{name}-{mode}.log").write_text(completed.stdout + completed.stderr)
+        (workdir / f"{name}-{mode}{tag}.log").write_text(completed.stdout + completed.stderr)
         note = f"exit status {completed.returncode}"
     except subprocess.TimeoutExpired:
         note = f"stopped after the budget of {budget:g} s"
-    print(f"  ran {name} on {mode}: {note}, {time.monotonic() - started:.0f} s", flush=True)
+    what = f"{len(tests)} tests of {name}" if tests else name
+    print(f"  ran {what} on {mode}: {note}, {time.monotonic() - started:.0f} s", flush=True)
     return outcomes(report)
+
+
+def run_both(name: str, workdir: Path, budget: float, extra: list[str],
+             side_by_side: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The suite on execnet and on execwire: one after the other, or both at once (each gets one core)."""
+    if not side_by_side:
+        return run(name, "execnet", workdir, budget, extra), run(name, "execwire", workdir, budget, extra)
+    results: dict[str, dict[str, str]] = {}
+
+    def one(mode: str) -> None:
+        results[mode] = run(name, mode, workdir, budget, extra)
+
+    threads = [threading.Thread(target=one, args=(mode,)) for mode in ("execnet", "execwire")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results.get("execnet", {}), results.get("execwire", {})
 
 
 def outcomes(report: Path) -> dict[str, str]:
@@ -160,21 +188,21 @@ def case_id(file: str, classname: str, name: str) -> str:
 RANK = {"passed": 3, "xfailed": 2, "skipped": 1, "failed": 0, "missing": 0}
 
 
-def compare(name: str, real: dict[str, str], ours: dict[str, str]) -> list[str]:
+def compare(real: dict[str, str], ours: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(test id, outcome on execnet, outcome on execwire) of every test that does worse on execwire."""
     worse = []
     for test_id in sorted(set(real) | set(ours)):
         before, after = real.get(test_id, "missing"), ours.get(test_id, "missing")
         if RANK[after] < RANK[before]:
-            worse.append(f"{test_id}: {before} on execnet, {after} on execwire"
-                         f" -- {reason_for(test_id)}")
+            worse.append((test_id, before, after))
     return worse
 
 
-def reason_for(test_id: str) -> str:
-    for part, reason in KNOWN:
-        if part in test_id and reason:
+def known_reason(name: str, test_id: str) -> str | None:
+    for suite, part, reason in KNOWN_WORSE:
+        if suite == name and part in test_id:
             return reason
-    return "reason not yet known"
+    return None
 
 
 def counts(results: dict[str, str]) -> str:
@@ -189,9 +217,12 @@ def counts(results: dict[str, str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "execwire-peers")
-    parser.add_argument("--budget", type=float, default=240.0, help="seconds at most for one run of one suite")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds at most for one run of one suite")
     parser.add_argument("--suite", choices=sorted(SUITES), action="append", help="run only this suite")
-    parser.add_argument("--xdist-all", action="store_true", help="run the whole pytest-xdist suite")
+    parser.add_argument("--xdist-quick", action="store_true", help="only pytest-xdist's worker and session tests")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run each suite on execnet and on execwire at the same time (about a third faster "
+                             "on two cores)")
     parser.add_argument("pytest_args", nargs="*", help="more arguments for pytest (after --)")
     args = parser.parse_args()
     try:
@@ -199,26 +230,41 @@ def main() -> int:
     except (subprocess.CalledProcessError, OSError) as exc:
         print(f"peer suites: cannot fetch the sdists: {exc}", file=sys.stderr)
         return 2
-    if args.xdist_all:
-        SUITES["pytest-xdist"]["tests"] = ["testing"]
+    if args.xdist_quick:
+        SUITES["pytest-xdist"]["tests"] = XDIST_QUICK
+    import pytest
+
+    print(f"peer suites with pytest {pytest.__version__} on Python {sys.version.split()[0]}", flush=True)
+    started = time.monotonic()
     status = 0
     for name in args.suite or list(SUITES):
-        print(f"{name}: excluded {len(EXCLUDED[name])} test groups of execnet's internals" if EXCLUDED[name]
+        print(f"{name}: {len(EXCLUDED[name])} groups of tests of execnet's internals not run" if EXCLUDED[name]
               else f"{name}:", flush=True)
-        real = run(name, "execnet", args.workdir, args.budget, args.pytest_args)
-        ours = run(name, "execwire", args.workdir, args.budget, args.pytest_args)
+        real, ours = run_both(name, args.workdir, args.budget, args.pytest_args, args.side_by_side)
         if not real or not ours:
             print(f"{name}: a run left no report", file=sys.stderr)
             status = max(status, 2)
             continue
-        worse = compare(name, real, ours)
+        worse = compare(real, ours)
+        unknown = [test_id for test_id, _, _ in worse if known_reason(name, test_id) is None]
+        again: dict[str, str] = {}
+        if unknown:  # once more, on their own: a loaded machine may have made them miss a deadline
+            again = run(name, "execwire", args.workdir, args.budget, args.pytest_args, tests=unknown, tag="-again")
         print(f"{name} on execnet:  {counts(real)}")
         print(f"{name} on execwire: {counts(ours)}")
         print(f"{name}: worse on execwire {len(worse)}" + (":" if worse else ""))
-        for line in worse:
-            print(f"  {line}")
-        if worse and name == "pytest-xdist":
-            status = max(status, 1)
+        for test_id, before, after in worse:
+            reason = known_reason(name, test_id)
+            if reason is None:
+                second = again.get(test_id, "missing")
+                if RANK[second] >= RANK[before]:
+                    reason = f"NOT KNOWN, but {second} when run again on its own (timing on a loaded machine?)"
+                else:
+                    reason = f"NOT KNOWN, and {second} again on its own: a regression (or add it to KNOWN_WORSE " \
+                             f"with its reason, and to docs/execnet-migration.md)"
+                    status = max(status, 1)
+            print(f"  {test_id}: {before} on execnet, {after} on execwire -- {reason}")
+    print(f"peer suites: {time.monotonic() - started:.0f} s", flush=True)
     return status
 
 

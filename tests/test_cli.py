@@ -1110,3 +1110,13 @@ def test_rsync_unwritable_dest_exits_1_naming_it_and_other_targets_still_copy(tr
     assert same_tree(tree, good) and not (locked / "site").exists()
     missing = execwire("rsync", str(tree), "popen//python=/nonexistent/python9:/tmp/x", f"popen:{good}")
     assert missing.returncode == 3 and "could not start" in missing.stderr and "/nonexistent/python9" in missing.stderr
+
+
+def test_rsync_timeout_exits_4_and_others_still_copy(tree, tmp_path):
+    stuck = slow_python(tmp_path, 60)  # never answers within the --timeout
+    good = tmp_path / "good"
+    result = execwire("rsync", "--timeout", "3", str(tree), f"popen//id=stuck//python={stuck}:{tmp_path / 'never'}",
+                      f"popen//id=fine:{good}")
+    assert result.returncode == 4, result.stderr
+    assert "[stuck] still starting after 3 seconds (--timeout): terminated" in result.stderr
+    assert same_tree(tree, good) and not (tmp_path / "never").exists()
