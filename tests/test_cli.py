@@ -1108,6 +1108,12 @@ def test_rsync_unwritable_dest_exits_1_naming_it_and_other_targets_still_copy(tr
         in result.stderr
     assert "execwire: exit status 1: 1 from denied" in result.stderr
     assert same_tree(tree, good) and not (locked / "site").exists()
+    os.mkfifo(tree / "pipe")  # what rsync cannot copy: said, and the command ends
+    special = execwire("rsync", str(tree), f"popen:{tmp_path / 'other'}")
+    assert special.returncode == 1
+    assert "failed: ValueError: cannot sync" in special.stderr and "neither a file, a directory nor a symlink" \
+        in special.stderr
+    (tree / "pipe").unlink()
     missing = execwire("rsync", str(tree), "popen//python=/nonexistent/python9:/tmp/x", f"popen:{good}")
     assert missing.returncode == 3 and "could not start" in missing.stderr and "/nonexistent/python9" in missing.stderr
 

@@ -161,8 +161,10 @@ class RsyncJob:
             elif not target.timed_out and target.stopped_by is None:
                 target.lost = str(exc)
                 self.session.notice(target, f"gateway lost while copying to {dest}: {exc}")
-        except OSError as exc:  # this side: the source changed under us, or the far side ended the copy early
-            self._failed(target, dest, str(exc))
+        except (OSError, ValueError) as exc:  # this side: SRC holds a socket or fifo, or changed under us
+            self._failed(target, dest, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug of ours: said, rather than a copy thread that dies and a command that waits
+            self._failed(target, dest, f"{type(exc).__name__}: {exc} (please report this)")
         else:
             target.exit_status = OK
             self._finished(target, dest, copy.stats.get(gateway.id, {}), time.monotonic() - started)
