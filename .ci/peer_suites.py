@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -114,9 +113,9 @@ def shim_path() -> str:
     return out.stdout.strip()
 
 
-def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str], tests: list[str] | None = None,
-        tag: str = "") -> dict[str, str]:
-    """Run one suite (or ``tests`` of it) on one execnet; return {test id: outcome}."""
+def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str], tag: str = "",
+        only: set[str] | None = None, leave_out: set[str] | None = None) -> dict[str, str]:
+    """Run one suite on one execnet (``only`` those tests, or all but ``leave_out``); return {test id: outcome}."""
     suite = SUITES[name]
     folder = workdir / suite["folder"]
     report = workdir / f"{name}-{mode}{tag}.xml"
@@ -125,12 +124,21 @@ def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str], te
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # execnet's test_dont_write_bytecode expects the default
     if mode == "execwire":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [shim_path(), env.get("PYTHONPATH")]))
+    plugin: list[str] = []
+    if only is not None or leave_out is not None:
+        (workdir / SELECT_PLUGIN).write_text(SELECT_SOURCE)
+        listing = workdir / f"{name}-{mode}{tag}-select.txt"
+        named = only if only is not None else leave_out or set()
+        listing.write_text("".join(f"{test_id}\n" for test_id in sorted(named)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(workdir)]))
+        env["PEER_SUITES_SELECT"] = f"{'only' if only is not None else 'leave out'}:{listing}"
+        plugin = ["-p", SELECT_PLUGIN[:-3]]
     deselect = []
     for test_id in EXCLUDED[name]:
         deselect += ["--deselect", test_id]
-    argv = [sys.executable, "-m", "pytest", *(tests or suite["tests"]), "-q", "-p", "no:cacheprovider",
+    argv = [sys.executable, "-m", "pytest", *suite["tests"], "-q", "-p", "no:cacheprovider",
             "-p", "no:benchmark", "-p", "no:randomly", "--timeout", "60", f"--junitxml={report}",
-            "-o", "junit_family=xunit1", *deselect, *extra]
+            "-o", "junit_family=xunit1", *plugin, *deselect, *extra]
     started = time.monotonic()
     try:
         completed = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=budget)
@@ -138,27 +146,40 @@ def run(name: str, mode: str, workdir: Path, budget: float, extra: list[str], te
         note = f"exit status {completed.returncode}"
     except subprocess.TimeoutExpired:
         note = f"stopped after the budget of {budget:g} s"
-    what = f"{len(tests)} tests of {name}" if tests else name
+    what = f"{len(only)} tests of {name}" if only is not None else (
+        f"{name} but the {len(leave_out)} tests that passed on execwire" if leave_out is not None else name)
     print(f"  ran {what} on {mode}: {note}, {time.monotonic() - started:.0f} s", flush=True)
     return outcomes(report)
 
 
+SELECT_PLUGIN = "peer_suites_select.py"
+SELECT_SOURCE = '''"""Written by .ci/peer_suites.py: run only, or leave out, the tests a file names (a node id a line).
+
+$PEER_SUITES_SELECT is "only:PATH" or "leave out:PATH". Node ids that match no test are ignored.
+"""
+import os
+
+
+def pytest_collection_modifyitems(config, items):
+    how, _, path = os.environ["PEER_SUITES_SELECT"].partition(":")
+    with open(path) as listing:
+        named = set(listing.read().splitlines())
+    keep = [item for item in items if (item.nodeid in named) == (how == "only")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+'''
+
+
 def run_both(name: str, workdir: Path, budget: float, extra: list[str],
-             side_by_side: bool) -> tuple[dict[str, str], dict[str, str]]:
-    """The suite on execnet and on execwire: one after the other, or both at once (each gets one core)."""
-    if not side_by_side:
-        return run(name, "execnet", workdir, budget, extra), run(name, "execwire", workdir, budget, extra)
-    results: dict[str, dict[str, str]] = {}
-
-    def one(mode: str) -> None:
-        results[mode] = run(name, mode, workdir, budget, extra)
-
-    threads = [threading.Thread(target=one, args=(mode,)) for mode in ("execnet", "execwire")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results.get("execnet", {}), results.get("execwire", {})
+             full: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The suite on execwire, then on execnet: every test (``full``), or only those that did not pass on
+    execwire (a test that passed there cannot do worse; collection still sees every test, so one that
+    execwire's run lacks runs on execnet too). The second is what CI runs: about half the time."""
+    ours = run(name, "execwire", workdir, budget, extra)
+    passed = {test_id for test_id, outcome in ours.items() if outcome == "passed"}
+    if full or not ours:
+        return run(name, "execnet", workdir, budget, extra), ours
+    return run(name, "execnet", workdir, budget, extra, leave_out=passed), ours
 
 
 def outcomes(report: Path) -> dict[str, str]:
@@ -220,9 +241,9 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds at most for one run of one suite")
     parser.add_argument("--suite", choices=sorted(SUITES), action="append", help="run only this suite")
     parser.add_argument("--xdist-quick", action="store_true", help="only pytest-xdist's worker and session tests")
-    parser.add_argument("--side-by-side", action="store_true",
-                        help="run each suite on execnet and on execwire at the same time (about a third faster "
-                             "on two cores)")
+    parser.add_argument("--full", action="store_true",
+                        help="run every test on execnet too, for the counts (default: on execnet only the tests "
+                             "that did not pass on execwire, which is all the comparison needs)")
     parser.add_argument("pytest_args", nargs="*", help="more arguments for pytest (after --)")
     args = parser.parse_args()
     try:
@@ -240,7 +261,7 @@ def main() -> int:
     for name in args.suite or list(SUITES):
         print(f"{name}: {len(EXCLUDED[name])} groups of tests of execnet's internals not run" if EXCLUDED[name]
               else f"{name}:", flush=True)
-        real, ours = run_both(name, args.workdir, args.budget, args.pytest_args, args.side_by_side)
+        real, ours = run_both(name, args.workdir, args.budget, args.pytest_args, args.full)
         if not real or not ours:
             print(f"{name}: a run left no report", file=sys.stderr)
             status = max(status, 2)
@@ -249,8 +270,9 @@ def main() -> int:
         unknown = [test_id for test_id, _, _ in worse if known_reason(name, test_id) is None]
         again: dict[str, str] = {}
         if unknown:  # once more, on their own: a loaded machine may have made them miss a deadline
-            again = run(name, "execwire", args.workdir, args.budget, args.pytest_args, tests=unknown, tag="-again")
-        print(f"{name} on execnet:  {counts(real)}")
+            again = run(name, "execwire", args.workdir, args.budget, args.pytest_args, tag="-again", only=set(unknown))
+        print(f"{name} on execnet:  {counts(real)}" + ("" if args.full else
+                                                        " (only the tests that did not pass on execwire)"))
         print(f"{name} on execwire: {counts(ours)}")
         print(f"{name}: worse on execwire {len(worse)}" + (":" if worse else ""))
         for test_id, before, after in worse:

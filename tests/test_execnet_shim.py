@@ -190,6 +190,19 @@ def test_a_lost_gateway_ends_its_channels_with_eoferror_as_pytest_xdist_expects(
         except EOFError:
             pass
         assert ends == ["END"], ends
+        # the endmarker's callback already sees the error that ended the channel (execnet's test of it asks
+        # from the thread that the endmarker wakes: it used to see None now and then)
+        for _ in range(10):
+            gw = execnet.makegateway("popen")
+            seen = []
+            ch = gw.remote_exec("import os; channel.receive(); os._exit(3)")
+            ch.setcallback(lambda item, ch=ch: seen.append(ch._getremoteerror()), endmarker="END")
+            ch.send(1)
+            try:
+                ch.waitclose(20)
+            except EOFError:
+                pass
+            assert len(seen) == 1 and isinstance(seen[0], EOFError), seen
     """)
 
 

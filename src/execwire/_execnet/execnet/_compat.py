@@ -192,6 +192,9 @@ def add_execnet_behaviour(channel_class):
 
     def _getremoteerror(self):
         """The error that ended the channel (RemoteError, or EOFError for a lost gateway), else None."""
+        error = getattr(self, "_error", None)  # set before the endmarker goes to the callback: its callback sees it
+        if error is not None:
+            return _as_eof(error) if isinstance(error, lost_error) else error
         try:
             base_waitclose(self, 0)
         except errors.TimeoutError:
