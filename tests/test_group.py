@@ -137,6 +137,21 @@ def test_a_group_made_from_specs_starts_them_side_by_side(tmp_path):
         assert rendezvous_answers(made) == [(f"gw{number}", "all starting") for number in range(3)]
 
 
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
+            found.update(int(pid) for pid in listing.read().split())
+    return {pid for pid in found if not pid_gone(pid)}
+
+
+def test_a_group_made_from_specs_that_fail_raises_and_leaves_nothing_running():
+    before = _children()
+    with pytest.raises(execwire.GatewayStartError, match="'bad'"):
+        execwire.Group(["popen//id=good", "popen//id=bad//python=false", "popen//id=fine"])
+    assert wait_until(lambda: _children() <= before, 10), "the gateways that started outlived the failed Group()"
+
+
 def test_makegateway_waits_for_the_far_side_so_gateways_made_in_a_row_start_one_by_one(group, tmp_path):
     spec = rendezvous_python(tmp_path, 2) + "//timeout=20"
     first = group.makegateway(spec)

@@ -35,7 +35,11 @@ class Group(Roster[Gateway]):
         self.set_execmodel(execmodel)
         specs = list(xspecs)
         if specs:
-            self.makegateways(specs)
+            try:
+                self.makegateways(specs)
+            except BaseException:  # nobody gets this group to end the ones that started: end them here
+                self.terminate(timeout=1.0)
+                raise
 
     def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
         """Exec models for gateways made from now on: "thread" or "main_thread_only".

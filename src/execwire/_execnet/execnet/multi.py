@@ -74,7 +74,11 @@ class Group(execwire.Group):
         self._atexit_registered = True
         specs = list(xspecs)
         if specs:
-            self.makegateways(specs)
+            try:
+                self.makegateways(specs)
+            except BaseException:  # nobody gets this group to end the ones that started: end them here
+                self.terminate(timeout=1.0)
+                raise
 
     def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
         """Exec models for this side and the far sides; only before the first gateway is made."""
