@@ -11,6 +11,8 @@ the documented list below (KNOWN_WORSE, each with its reason, also in
 docs/execnet-migration.md) and does worse again when run once more on its own
 (both suites start many interpreters at once, and a few of their tests are
 timing-bound on a loaded machine); 2 if a run could not be made at all.
+Each suite runs under pytest-xdist (-n 2): in the execwire runs that runner,
+too, goes through the execnet package.
 execnet's own suite also tests execnet's internals, which execwire does not
 have: those are not run (EXCLUDED, by name, each with its reason).
 """
@@ -244,8 +246,13 @@ def main() -> int:
     parser.add_argument("--full", action="store_true",
                         help="run every test on execnet too, for the counts (default: on execnet only the tests "
                              "that did not pass on execwire, which is all the comparison needs)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="run each suite with pytest -n WORKERS (0: in one process); default 2, which takes "
+                             "half the time on two cores")
     parser.add_argument("pytest_args", nargs="*", help="more arguments for pytest (after --)")
     args = parser.parse_args()
+    if args.workers:  # the suite's own runner is pytest-xdist too: on the execnet package, in the execwire runs
+        args.pytest_args = ["-n", str(args.workers), *args.pytest_args]
     try:
         fetch(args.workdir)
     except (subprocess.CalledProcessError, OSError) as exc:
