@@ -80,12 +80,14 @@ def check_source(source: str, parser: argparse.ArgumentParser) -> None:
 
 def size(count: int) -> str:
     """A byte count for people: 512 B, 12.3 kB, 4.0 MB."""
+    if count < 1000:
+        return f"{count} B"
     value = float(count)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in ("kB", "MB", "GB"):
         value /= 1000
-    return f"{count} B"  # not reached
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
 
 
 def bar(done: int, total: int) -> str:
