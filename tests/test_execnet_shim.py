@@ -331,6 +331,9 @@ def test_execnet_names_channels_rinfo_and_messages_as_execnet_does():
         # Channel(gateway, id) makes a channel object, as execnet's does (a MultiChannel of them works)
         multi = execnet.MultiChannel([base.Channel(gw, number) for number in range(3)])
         assert [channel.id for channel in multi] == [0, 1, 2] and multi[1] in multi
+        del multi
+        import gc; gc.collect()  # garbage, they tell the far side nothing: it never made them
+        assert gw.remote_exec("channel.send(7)").receive(30) == 7
         # shipped strings are "<remote exec>" in far tracebacks
         shipped = gw.remote_exec("import traceback; channel.send(''.join(traceback.format_stack()))")
         stack = shipped.receive(30)

@@ -36,12 +36,16 @@ if NEAR:
         """A channel with execnet's manners (see _compat.add_execnet_behaviour)."""
 
         def __init__(self, gateway, *args):
-            if len(args) == 1:  # execnet's Channel(gateway, id): an object only, as execnet's (not in the table)
+            standalone = len(args) == 1
+            if standalone:  # execnet's Channel(gateway, id): an object only, as execnet's (not in the table)
                 args = (gateway._protocol, args[0])
             channel_module.Channel.__init__(self, gateway, *args)
+            if standalone:  # so it owes the far side no CLOSE when it becomes garbage (the far side never made it)
+                self._local = _protocol.CLOSE_SENT
 
     _compat.add_execnet_behaviour(Channel)
 
+    from execwire._far import protocol as _protocol
     from execwire._far.gateway import BaseGateway  # noqa: F401
 else:
     Channel = channel_module.Channel  # far side: _compat.install_far gave it execnet's manners
