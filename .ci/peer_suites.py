@@ -88,11 +88,6 @@ EXCLUDED = {
 # tests that run and may do worse on execwire, each for a reason a user could meet (docs/execnet-migration.md,
 # "What still differs"): (suite, part of the test id, reason)
 KNOWN_WORSE = [
-    ("execnet", "test_channel_callback_remote_freed",
-     "needs core: a far channel that shipped code drops (garbage) is not closed, so the near side waits"),
-    ("execnet", "test_gateway_status_simple[", "needs core (dropped channels, as above): far code of earlier tests "
-                                               "that waits on a channel nobody holds still counts as executing"),
-    ("execnet", "test_gateway_status_busy[", "needs core (dropped channels, as above)"),
     ("execnet", "[pypy3]", "runs a script that imports execnet with pypy3 (3.9) as the controller: the execnet "
                            "package, like execwire's near side, needs Python 3.10+"),
 ]
