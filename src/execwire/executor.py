@@ -104,8 +104,8 @@ class Executor(concurrent.futures.Executor):
             self.group = Group()
             self._own_group = True
             try:
-                for spec in gateways:
-                    self.group.makegateway(spec)
+                for spec in gateways:  # started side by side; a start that fails is a lane's failure, later
+                    self.group._start_gateway(spec)
             except BaseException:
                 self.group.terminate(timeout=1.0)
                 raise
@@ -357,7 +357,7 @@ class Executor(concurrent.futures.Executor):
                 lane.closed = True
             else:
                 try:
-                    lane.gateway = self.group.makegateway(lane.spec)
+                    lane.gateway = self.group._start_gateway(lane.spec)  # not waited for, under the lane lock
                 except (GatewayStartError, ValueError) as exc:
                     self._last_error = exc
                     lane.closed = True
