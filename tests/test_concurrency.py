@@ -688,7 +688,7 @@ def test_gateway_whose_hello_was_read_by_a_receiver_is_not_declared_failed(group
     paused = Pause(Gateway._wait_first_bytes)  # the reader thread, before it first polls
     threading.settrace(paused.tracer)
     try:
-        gw = group.makegateway("popen//timeout=1")
+        gw = group._start_gateway("popen//timeout=1")  # without waiting (as the command starts them)
     finally:
         threading.settrace(None)  # type: ignore[arg-type]
     assert paused.reached.wait(5)
