@@ -140,8 +140,11 @@ def test_a_group_made_from_specs_starts_them_side_by_side(tmp_path):
 def _children() -> set[int]:
     found: set[int] = set()
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
-            found.update(int(pid) for pid in listing.read().split())
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
+                found.update(int(pid) for pid in listing.read().split())
+        except FileNotFoundError:
+            pass  # that thread has ended since it was listed
     return {pid for pid in found if not pid_gone(pid)}
 
 
