@@ -522,3 +522,17 @@ def test_far_code_that_the_controller_ends_by_dropping_its_channel_reports_nothi
     gc.collect()
     assert wait_until(lambda: b"failed after the close" in b"".join(seen), 10)  # a real error is still shown
     assert b"first_marker" not in b"".join(seen)  # the EOFError that the drop caused is not
+
+
+def test_a_channel_object_made_by_hand_and_dropped_leaves_the_gateway_alone(gw):
+    far = gw.remote_exec("""
+        import gc
+        Channel = type(channel)
+        stray = Channel(channel.gateway, channel.gateway._protocol, 10001)  # an id of the near side's, never made
+        del stray
+        gc.collect()
+        channel.send("dropped")
+    """)
+    assert far.receive(timeout=10) == "dropped"
+    far.waitclose(10)
+    assert gw.remote_exec("channel.send(42)").receive(timeout=10) == 42

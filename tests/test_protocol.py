@@ -409,3 +409,13 @@ class TwoCores(RuleBasedStateMachine):
 
 TwoCores.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 test_two_cores_back_to_back = TwoCores.TestCase
+
+
+def test_a_dropped_channel_owes_close_only_if_the_table_knew_it():
+    core = far_core()
+    known = far_channel(core)
+    frame_bytes = core._dropped(known)
+    assert frame_bytes is not None and frame_bytes[2] == frames.CLOSE
+    assert 1 not in core.channels
+    stranger = ChannelState(core, 3)  # made by hand, never in the table: the peer knows nothing of it
+    assert core._dropped(stranger) is None

@@ -276,10 +276,10 @@ class Protocol(object):
         changes by single dict operations, and nobody else holds the channel.
         """
         ref = self.channels.get(channel.id)
-        if ref is not None:
-            target = ref()
-            if target is channel or target is None:  # None: the cyclic collector cleared it first
-                self.channels.pop(channel.id, None)
+        target = None if ref is None else ref()
+        if ref is None or (target is not None and target is not channel):
+            return None  # never in the table (made by hand), or forgotten: the peer expects nothing
+        self.channels.pop(channel.id, None)  # target None: the cyclic collector cleared it first
         if channel._local == CLOSE_SENT:
             return None
         channel._local = CLOSE_SENT
