@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _imports_far, shutdown
+from . import _imports_far, shutdown, upstream
 from ._far import frames, protocol, wire
 from ._far.channel import Channel
 from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
@@ -258,6 +258,7 @@ class Gateway(BaseGateway):
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
+            upstream.attach(self, hello.get("upstream"))  # log records and pdb sessions (upstream.py)
             self._ready.set()
         else:
             super()._special_event(event)

@@ -17,6 +17,7 @@ from .errors import Error
 from .execution import FarGateway, rinfo
 from .gateway import Tracer
 from .streams import PipeStream, SocketStream
+from .upstream import Upstream
 
 
 def main():
@@ -53,10 +54,13 @@ def serve(stream, redirect_output):
     original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
     forwarder = OutputForwarder(gateway) if redirect_output else None
     try:
+        link = Upstream(gateway, config)  # named in the HELLO: the controller takes it before any code runs
         try:
-            gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+            gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo(),
+                                                        "upstream": link.channel.id}))
         except Error:
             pass  # the controller is gone already; what it sent before it went still runs
+        link.install()
         gateway._trace("serving, config:", config)
         gateway.serve(events)
     except BaseException:

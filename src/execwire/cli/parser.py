@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: with several gateways, when stderr is a terminal)")
     run.add_argument("-n", "--no-stdin", dest="stdin", action="store_false",
                      help="the far sys.stdin is empty; ours is not read (as ssh -n)")
+    run.add_argument("--pdb", action="store_true",
+                     help="at an uncaught exception, start pdb (post-mortem) on the far side, on this terminal "
+                          "(one gateway's session at a time; without a terminal it says so and does not wait)")
 
     info = commands.add_parser(
         "info", parents=[many], formatter_class=raw, help="print facts about each gateway's interpreter",

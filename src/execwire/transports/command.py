@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .. import bootstrap
+from .. import bootstrap, remote_logging
 from .._far import frames
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.streams import FrameWriter, PipeStream
@@ -66,6 +66,7 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
         "execmodel": spec.execmodel or "thread",
         "max_channels": int(spec.max_channels) if spec.max_channels else None,
         "debug": debug,
+        "logging": remote_logging.far_settings(spec),
     }
 
 

@@ -1,0 +1,117 @@
+"""The controller's terminal as the console of far pdb sessions (see ``_far/debugger.py``).
+
+A far breakpoint() sends a channel up; a thread of its own serves it here, so the
+gateway's callbacks, and every other gateway, go on meanwhile. One session has the
+terminal at a time (across all gateways of this process); the others wait for it.
+Lines are read with input(), so readline's editing and history apply when it is
+there. Without a terminal on stdin and stdout the session is refused at once, and
+the far code gets DebuggerUnavailable saying why.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._far.channel import Channel
+from ._far.errors import Error
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+TERMINAL = threading.Lock()  # one pdb session on the terminal at a time
+CALLBACKS_WAIT = 2.0  # seconds the prompt waits for output of the far code that came before it
+
+
+def start_session(gateway: Gateway, channel: Any, facts: Any) -> None:
+    """Serve the far pdb session on ``channel`` (called on the gateway's callback thread: must not block)."""
+    if not isinstance(channel, Channel):
+        return
+    info = facts if isinstance(facts, dict) else {}
+    threading.Thread(target=_serve, args=(gateway, channel, info), name=f"execwire-pdb-{gateway.id}",
+                     daemon=True).start()
+
+
+def no_terminal_reason() -> str | None:
+    """Why pdb cannot run on this process's terminal, or None if it can."""
+    for name, what in (("stdin", "input"), ("stdout", "output")):
+        stream = getattr(sys, name)
+        try:
+            tty = stream is not None and stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if not tty:
+            return (f"the controller's standard {what} is not a terminal, "
+                    "and a pdb session needs one; run the controller on a terminal, or skip breakpoint() "
+                    "calls with PYTHONBREAKPOINT=0 in the far environment (the spec key env:PYTHONBREAKPOINT=0)")
+    return None
+
+
+def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
+    why = no_terminal_reason()
+    try:
+        if why is not None:
+            channel.send(("refused", why))
+            channel.close()
+            return
+        with TERMINAL:
+            channel.send(("attached",))
+            _header(gateway, facts)
+            Console(gateway, channel).run()
+    except Error:
+        pass  # the gateway is gone: its session with it
+
+
+def _header(gateway: Gateway, facts: dict[str, Any]) -> None:
+    where = ", ".join(f"{key} {facts[key]}" for key in ("pid", "thread") if key in facts)
+    sys.stderr.write(f"execwire: pdb on gateway {gateway.id}" + (f" ({where})" if where else "") + "\n")
+    sys.stderr.flush()
+
+
+class Console:
+    """One session: far output to our stdout, our lines to the far pdb, until the far side closes it."""
+
+    def __init__(self, gateway: Gateway, channel: Channel) -> None:
+        self.gateway = gateway
+        self.channel = channel
+        self.partial = ""  # the last line written without its newline: the prompt input() shows
+        try:
+            import readline  # noqa: F401 - input() edits lines and keeps history once it is loaded
+        except ImportError:
+            pass
+
+    def run(self) -> None:
+        while True:
+            try:
+                message = self.channel.receive()
+            except EOFError:
+                break
+            kind = message[0] if isinstance(message, tuple) and message else None
+            if kind == "out":
+                self.write(str(message[1]))
+            elif kind == "read":
+                self.channel.send(("line", self.read_line()))
+        self.write("")
+        if self.partial:
+            sys.stdout.write(self.partial + "\n")
+            self.partial = ""
+        sys.stdout.flush()
+
+    def write(self, text: str) -> None:
+        """Write whole lines now; a last line without a newline waits to be input()'s prompt."""
+        text = self.partial + text
+        complete, newline, self.partial = text.rpartition("\n")
+        if newline:
+            sys.stdout.write(complete + "\n")
+            sys.stdout.flush()
+
+    def read_line(self) -> str:
+        """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits)."""
+        self.gateway._wait_callbacks(CALLBACKS_WAIT)  # far output that came before the prompt comes first
+        prompt, self.partial = self.partial, ""
+        try:
+            return input(prompt) + "\n"
+        except EOFError:
+            sys.stdout.write("\n")
+            return ""
