@@ -94,6 +94,17 @@ def test_records_come_over_ssh_and_through_via(group, caplog, sshd: SshServer):
         check_records(far_records(caplog, 2), gateway.id, pid, thread)
 
 
+def test_a_record_logged_at_once_by_a_new_far_side_is_never_dropped(caplog):
+    """What the far side sends right behind its HELLO often comes in the same read: it must not be lost."""
+    caplog.set_level(logging.INFO)
+    with execwire.Group() as group:
+        for number in range(8):
+            group.makegateway(f"popen//id=g{number}").remote_exec(
+                "import logging; logging.getLogger('early').warning('first thing')")
+        records = far_records(caplog, 8)
+    assert sorted(record.gateway for record in records) == [f"g{number}" for number in range(8)]  # type: ignore[attr-defined]
+
+
 def test_the_far_levels_follow_the_controller_unless_the_far_code_sets_them(group, caplog):
     capture(caplog, logging.WARNING)
     logging.getLogger("chatty").setLevel(logging.DEBUG)

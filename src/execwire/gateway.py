@@ -196,6 +196,7 @@ class Gateway(BaseGateway):
         self._exited = False
         self.output_handler: OutputHandler = write_output
         apply_spec_limits(self, spec)
+        upstream.attach(self)  # far log records and pdb sessions (upstream.py): ready before any byte is read
         self._reader = threading.Thread(target=self._reader_main, name=f"execwire-reader-{gateway_id}",
                                         daemon=True)
         self._reader.start()
@@ -258,7 +259,7 @@ class Gateway(BaseGateway):
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
-            upstream.attach(self, hello.get("upstream"))  # log records and pdb sessions (upstream.py)
+            upstream.check_hello(hello.get("upstream"))
             self._ready.set()
         else:
             super()._special_event(event)

@@ -1,8 +1,11 @@
 """The controller's end of each far side's upstream channel: log records and debugger sessions.
 
-The far side names the channel in its HELLO (see ``_far/upstream.py``); the reader
-thread attaches a callback to it before it reads anything else, so no record is
-dropped. The callback runs on the gateway's callback thread, in order.
+The upstream channel is the first channel the far side makes (see ``_far/upstream.py``),
+so its id is the far side's first, 2, and the gateway takes it with a callback before
+it reads a byte: what the far side sends on it right behind its HELLO, which may come
+in the same read, is never dropped as a frame for a channel nobody made. The HELLO
+names it too, and must name that one. The callback runs on the gateway's callback
+thread, in order.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("execwire")
 
 
-def attach(gateway: Gateway, channel_id: object) -> None:
-    """Take the far side's upstream channel ``channel_id`` (from its HELLO; None: it has none)."""
-    if channel_id is None:
-        return
-    if not isinstance(channel_id, int) or isinstance(channel_id, bool) or channel_id <= 0 or channel_id & 1:
-        raise ProtocolError(f"the far side named {channel_id!r} as its upstream channel; it must be an even "
-                            "channel id of the far side")
-    channel = gateway._protocol.channel_for(channel_id)
+CHANNEL_ID = 2  # the far side's first channel id (its ids are even, from 2)
+
+
+def attach(gateway: Gateway) -> None:
+    """Take the far side's upstream channel, before anything is read (from Gateway.__init__)."""
+    channel = gateway._protocol.channel_for(CHANNEL_ID)
     channel.setcallback(functools.partial(_received, gateway))
+
+
+def check_hello(channel_id: object) -> None:
+    """The upstream channel the HELLO names must be the one attached (None: the far side has none)."""
+    if channel_id is not None and channel_id != CHANNEL_ID:
+        raise ProtocolError(f"the far side named channel {channel_id!r} as its upstream channel, not its first "
+                            f"channel {CHANNEL_ID}")
 
 
 def _received(gateway: Gateway, message: Any) -> None:

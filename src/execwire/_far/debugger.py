@@ -14,6 +14,7 @@ continue without breakpoints, on quit, and once the code the session started in
 returns. execwire's own frames are never stepped into.
 """
 
+import linecache
 import os
 import sys
 import threading
@@ -51,6 +52,7 @@ def set_trace(frame, header=None):
     """Stop in ``frame`` and start a session; it ends when that code returns (or on continue or quit)."""
     terminal = attach("breakpoint")
     debugger = _debugger_class()(terminal, _outermost_user_frame(frame))
+    debugger.show_shipped_source(frame)
     if header is not None:
         debugger.message(header)
     debugger.set_trace(frame)  # the last call: tracing starts as it returns into ``frame``
@@ -64,6 +66,10 @@ def post_mortem(traceback=None):
         raise ValueError("post_mortem() needs a traceback, or an exception being handled")
     terminal = attach("post-mortem")
     debugger = _debugger_class()(terminal, None)
+    last = traceback
+    while last.tb_next is not None:
+        last = last.tb_next
+    debugger.show_shipped_source(last.tb_frame)
     try:
         debugger.reset()
         debugger.interaction(None, traceback)
@@ -174,6 +180,7 @@ def _debugger_class():
             self.terminal = terminal
             self._base = base
             self._tracing = base is not None
+            self._shown = None  # (file name, its linecache entry before) while shipped source is shown
             self._link = upstream.current()
 
         def stop_here(self, frame):
@@ -197,11 +204,31 @@ def _debugger_class():
             pdb.Pdb.set_quit(self)
             self.end_session()
 
+        def show_shipped_source(self, frame):
+            """Let pdb list the lines of code shipped as a string (remote_exec keeps no file of it)."""
+            while frame is not None:
+                code = frame.f_code
+                if code.co_name == "_execute" and frame.f_globals.get("__name__") == _PACKAGE + ".execution":
+                    source, filename = frame.f_locals.get("source"), frame.f_locals.get("filename")
+                    if isinstance(source, str) and isinstance(filename, str) and filename.startswith("<"):
+                        self._shown = (filename, linecache.cache.get(filename))
+                        lines = source.splitlines(True)
+                        linecache.cache[filename] = (len(source), None, lines, filename)
+                    return
+                frame = frame.f_back
+
         def end_session(self):
             if self._tracing:
                 self._tracing = False
                 sys.settrace(None)
             self._base = None
+            if self._shown is not None:
+                filename, before = self._shown
+                self._shown = None
+                if before is None:
+                    linecache.cache.pop(filename, None)
+                else:
+                    linecache.cache[filename] = before
             self.terminal.close()
 
     _classes["FarPdb"] = FarPdb

@@ -3,9 +3,9 @@
 Far-side module: stdlib only, Python >= 3.6. Imports nothing heavy: logging and pdb
 are set up only once shipped code imports them.
 
-At start-up (boot.serve) the far side makes one channel of its own and names it in
-its HELLO, so the controller takes what comes on it (with a callback, see
-execwire/upstream.py) before any shipped code runs. On it go ("log", record fields)
+At start-up (boot.serve) the far side makes its first channel, id 2, and names it in
+its HELLO; the controller has a callback on that id before it reads anything (see
+execwire/upstream.py), so nothing sent on it is dropped. On it go ("log", record fields)
 and ("debug", channel, facts). The forwarding handler (logforward.py) is put on the
 root logger the moment shipped code first imports ``logging``, and pdb.set_trace
 is redirected (debugger.py) the moment it imports ``pdb``; breakpoint() goes there
@@ -24,6 +24,7 @@ class Upstream(object):
     def __init__(self, gateway, config):
         self.gateway = gateway
         self.channel = gateway.newchannel()
+        gateway.service_channels += 1  # remote_status() counts the channels of shipped code only
         self.logging = config.get("logging")  # None: the far logging is left alone
         # called before a record or a debugger prompt goes out: the execwire command's job flushes the
         # text its code printed, so that what was printed first is shown first
