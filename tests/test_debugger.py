@@ -67,7 +67,7 @@ def test_breakpoint_opens_pdb_on_the_controllers_terminal_while_other_gateways_g
     terminal = Terminal(controller(tmp_path, BREAK_AND_GO_ON), env, cwd=tmp_path)
     try:
         header = terminal.read_until("(Pdb) ")
-        assert "execwire: pdb on gateway debugged (pid " in header and "-> y = x + 1" in header
+        assert "execwire: pdb on gateway debugged (breakpoint, pid " in header and "-> y = x + 1" in header
         answered = tmp_path / "other.txt"  # before anything is typed, the other gateway answers
         assert wait_until(lambda: answered.exists() and answered.read_text() == "other says 7", 20)
         terminal.write("p x\n")
@@ -210,7 +210,7 @@ def test_execwire_run_pdb_starts_post_mortem_at_an_uncaught_exception(tmp_path, 
     terminal = Terminal([*CLI, "run", "--pdb", str(script)], env, cwd=tmp_path)
     try:
         shown = terminal.read_until("(Pdb) ")
-        assert "ZeroDivisionError: division by zero" in shown and "post-mortem" in shown
+        assert "ZeroDivisionError: division by zero" in shown and "pdb on gateway gw0 (post-mortem, pid" in shown
         assert "-> return x / 0" in shown
         terminal.write("p x\n")
         assert "5\n" in terminal.read_until("(Pdb) ")

@@ -64,7 +64,9 @@ def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
 
 
 def _header(gateway: Gateway, facts: dict[str, Any]) -> None:
-    where = ", ".join(f"{key} {facts[key]}" for key in ("pid", "thread") if key in facts)
+    parts = [str(facts["reason"])] if "reason" in facts else []
+    parts += [f"{key} {facts[key]}" for key in ("pid", "thread") if key in facts]
+    where = ", ".join(parts)
     sys.stderr.write(f"execwire: pdb on gateway {gateway.id}" + (f" ({where})" if where else "") + "\n")
     sys.stderr.flush()
 

@@ -341,7 +341,6 @@ class Job(object):
         if debugger is None:
             sys.stderr.write("execwire: --pdb: this far side has no debugger\n")
             return
-        sys.stderr.write("execwire: uncaught %s: post-mortem debugging; 'q' ends it\n" % exc.__class__.__name__)
         try:
             debugger.post_mortem(exc.__traceback__)
         except debugger.DebuggerUnavailable as unavailable:

@@ -88,6 +88,11 @@ channel.send() is printed as its repr on a line of its own (or as JSON with
 (What its subprocesses write to the file descriptors 1 and 2 travels another
 way and may overtake.)
 
+What the code logs with `logging` is shown on stderr as python shows it (by
+default warnings and worse, as their message; the spec key logging=LEVEL sets
+the far root level), or as JSON records of kind "log" with --json. breakpoint()
+opens pdb on this terminal, and --pdb opens it at an uncaught exception.
+
 With several gateways every line is prefixed with the gateway id ("[gw0] "),
 as the lines come (interleaved) or gateway by gateway (--group-output); at the
 end a summary table (gateway, status, time, exit) is shown on a terminal.
