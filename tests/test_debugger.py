@@ -242,3 +242,23 @@ def test_execwire_run_pdb_without_a_terminal_says_so_and_ends():
     assert result.returncode == 1
     assert "ZeroDivisionError" in result.stderr
     assert "--pdb: pdb cannot start on gateway gw0: the controller's standard input is not a terminal" in result.stderr
+
+
+def test_breakpoint_in_execwire_shell(env):
+    terminal = Terminal([*CLI, "shell"], env)
+    try:
+        terminal.read_until(">>> ")
+        terminal.write("x = 5\n")
+        terminal.read_until(">>> ")
+        terminal.write("breakpoint(); y = x + 1\n")
+        assert "execwire: pdb on gateway gw0 (breakpoint" in terminal.read_until("(Pdb) ")
+        terminal.write("p x\n")
+        assert "5\n" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        terminal.read_until(">>> ")
+        terminal.write("y\n")  # the statement went on after the session
+        assert "6\n" in terminal.read_until(">>> ")
+        terminal.write("\x04")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()

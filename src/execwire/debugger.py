@@ -78,10 +78,13 @@ class Console:
         self.gateway = gateway
         self.channel = channel
         self.partial = ""  # the last line written without its newline: the prompt input() shows
+        self.readline: Any = None
         try:
-            import readline  # noqa: F401 - input() edits lines and keeps history once it is loaded
+            import readline  # input() edits lines and keeps history once it is loaded
         except ImportError:
             pass
+        else:
+            self.readline = readline
 
     def run(self) -> None:
         while True:
@@ -112,8 +115,14 @@ class Console:
         """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits)."""
         self.gateway._wait_callbacks(CALLBACKS_WAIT)  # far output that came before the prompt comes first
         prompt, self.partial = self.partial, ""
+        completer = self.readline.get_completer() if self.readline is not None else None
+        if completer is not None:
+            self.readline.set_completer(None)  # another one's (execwire shell's asks its far side, busy here)
         try:
             return input(prompt) + "\n"
         except EOFError:
             sys.stdout.write("\n")
             return ""
+        finally:
+            if completer is not None:
+                self.readline.set_completer(completer)
