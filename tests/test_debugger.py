@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import pythons
 from conftest import wait_until
+from sshd import SshServer
 from test_cli import Terminal
 
 import execwire
 
 pytestmark = pytest.mark.timeout(90)
+pytest_plugins = ["sshd"]
 
 CLI = [sys.executable, "-m", "execwire"]
 
@@ -154,6 +156,39 @@ def test_pdb_set_trace_on_old_and_new_far_pythons(tmp_path, env, far):
         terminal.write("c\n")
         major, minor = far.version[:2]
         assert f"result (({major}, {minor}), 100)" in terminal.read_until(")\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+THROUGH_SSH_AND_VIA = """
+    import sys
+    import execwire
+
+    group = execwire.Group([sys.argv[1] + "//id=remote", "popen//via=remote//id=behind"])
+    channels = [group[name].remote_exec('''
+    import os
+    where = channel.gateway.id
+    breakpoint()
+    channel.send((where, os.getpid()))
+    ''') for name in ("remote", "behind")]
+    print("sent", sorted(channel.receive(timeout=60)[0] for channel in channels), flush=True)
+    group.terminate(timeout=5)
+"""
+
+
+def test_breakpoints_over_ssh_and_through_via(tmp_path, env, sshd: SshServer):
+    terminal = Terminal([*controller(tmp_path, THROUGH_SSH_AND_VIA), sshd.spec()], env)
+    try:
+        seen = set()
+        for _ in range(2):
+            header = terminal.read_until("(Pdb) ", timeout=40)
+            seen |= {name for name in ("remote", "behind") if f"pdb on gateway {name} (breakpoint" in header}
+            terminal.write("p where\n")
+            terminal.read_until("(Pdb) ")
+            terminal.write("c\n")
+        assert seen == {"remote", "behind"}
+        assert "sent ['behind', 'remote']" in terminal.read_until("]\n")
         assert terminal.wait() == 0
     finally:
         terminal.close()
