@@ -297,3 +297,18 @@ def test_breakpoint_in_execwire_shell(env):
         assert terminal.wait() == 0
     finally:
         terminal.close()
+
+
+def test_ctrl_c_at_the_pdb_prompt_ends_execwire_run_and_leaves_the_terminal_as_it_was(env):
+    import termios
+
+    terminal = Terminal([*CLI, "run", "-c", "breakpoint()\nprint('not reached')"], env)
+    try:
+        shown = terminal.read_until("(Pdb) ")
+        assert "starting" not in shown.rpartition("execwire: pdb on gateway")[2]  # no status block drawn over it
+        terminal.write("\x03")
+        assert terminal.wait() == 130
+        flags = termios.tcgetattr(terminal.fd)[3]
+        assert flags & termios.ECHO and flags & termios.ICANON  # readline's raw mode was undone
+    finally:
+        terminal.close()

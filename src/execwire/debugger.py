@@ -10,8 +10,10 @@ the far code gets DebuggerUnavailable saying why.
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._far.channel import Channel
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 
 TERMINAL = threading.Lock()  # one pdb session on the terminal at a time
 CALLBACKS_WAIT = 2.0  # seconds the prompt waits for output of the far code that came before it
+# called before a session writes to the terminal (the execwire command ends its status block there)
+before_session: list[Callable[[], object]] = []
+_saved_terminal: list[Any] = []  # the terminal's settings while a session has it, for _restore_terminal
+_restorer_registered = False
 
 
 def start_session(gateway: Gateway, channel: Any, facts: Any) -> None:
@@ -57,10 +63,43 @@ def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
             return
         with TERMINAL:
             channel.send(("attached",))
+            for hook in list(before_session):
+                hook()
             _header(gateway, facts)
-            Console(gateway, channel).run()
+            _save_terminal()
+            try:
+                Console(gateway, channel).run()
+            finally:
+                _restore_terminal()
     except Error:
         pass  # the gateway is gone: its session with it
+
+
+def _save_terminal() -> None:
+    """Keep the terminal's settings: readline changes them while it reads, and an interrupted read
+    (Ctrl-C ends the program, in another thread) would leave them changed, echo off."""
+    global _restorer_registered
+    try:
+        import termios
+
+        _saved_terminal[:] = [sys.stdin.fileno(), termios.tcgetattr(sys.stdin.fileno())]
+    except (ImportError, OSError, ValueError, AttributeError):
+        return
+    if not _restorer_registered:
+        _restorer_registered = True
+        atexit.register(_restore_terminal)
+
+
+def _restore_terminal() -> None:
+    if _saved_terminal:
+        fd, settings = _saved_terminal
+        del _saved_terminal[:]
+        try:
+            import termios
+
+            termios.tcsetattr(fd, termios.TCSADRAIN, settings)
+        except (ImportError, OSError, ValueError):
+            pass
 
 
 def _header(gateway: Gateway, facts: dict[str, Any]) -> None:

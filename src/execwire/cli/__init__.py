@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import debugger
 from . import far_logs
 from .parser import USAGE, build_parser
 from .run import Interrupted, Program, RunJob, _on_signal, info
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     records = far_logs.install(session.router) if args.command == "run" else None
+    debugger.before_session.append(session.end_status)  # a pdb session writes below the status block
     try:
         return work()
     except KeyboardInterrupt as exc:
@@ -72,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.group.terminate(timeout=1.0)
         if records is not None:
             far_logs.remove(records)
+        debugger.before_session.remove(session.end_status)
 
 
 def _run(session: Session, program: Program, args: argparse.Namespace) -> int:
