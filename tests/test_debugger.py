@@ -151,6 +151,8 @@ def test_pdb_set_trace_on_old_and_new_far_pythons(tmp_path, env, far):
         shown = terminal.read_until("(Pdb) ", timeout=40)
         # in double(): at the call of set_trace (Python 3.13 stops there) or at the line after it
         assert "double()\n-> pdb.set_trace()" in shown or "double()\n-> return number * 2" in shown
+        terminal.write("p numb\t\n")  # Tab completes the far frame's name
+        assert "p number\n21\n" in terminal.read_until("(Pdb) ")
         terminal.write("number = 50\n")  # a statement: run in the far frame
         terminal.read_until("(Pdb) ")
         terminal.write("c\n")

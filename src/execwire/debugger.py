@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 TERMINAL = threading.Lock()  # one pdb session on the terminal at a time
 CALLBACKS_WAIT = 2.0  # seconds the prompt waits for output of the far code that came before it
+COMPLETE_WAIT = 10.0  # seconds Tab waits for the far pdb's completions
 # called before a session writes to the terminal (the execwire command ends its status block there)
 before_session: list[Callable[[], object]] = []
 _saved_terminal: list[Any] = []  # the terminal's settings while a session has it, for _restore_terminal
@@ -118,6 +119,7 @@ class Console:
         self.channel = channel
         self.partial = ""  # the last line written without its newline: the prompt input() shows
         self.readline: Any = None
+        self.matches: list[str] = []
         try:
             import readline  # input() edits lines and keeps history once it is loaded
         except ImportError:
@@ -154,14 +156,32 @@ class Console:
         """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits)."""
         self.gateway._wait_callbacks(CALLBACKS_WAIT)  # far output that came before the prompt comes first
         prompt, self.partial = self.partial, ""
-        completer = self.readline.get_completer() if self.readline is not None else None
-        if completer is not None:
-            self.readline.set_completer(None)  # another one's (execwire shell's asks its far side, busy here)
+        readline = self.readline
+        completer = readline.get_completer() if readline is not None else None
+        if readline is not None:  # Tab asks the far pdb (another completer, as execwire shell's, waits)
+            readline.set_completer(self.complete)
+            readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "")
+                                    else "tab: complete")
         try:
             return input(prompt) + "\n"
         except EOFError:
             sys.stdout.write("\n")
             return ""
         finally:
-            if completer is not None:
-                self.readline.set_completer(completer)
+            if readline is not None:
+                readline.set_completer(completer)
+
+    def complete(self, text: str, state: int) -> str | None:
+        """readline's completer: the far pdb's completions of ``text`` (its commands, the frame's names)."""
+        if state == 0:
+            readline = self.readline
+            self.matches = []
+            try:
+                self.channel.send(("complete", text, readline.get_line_buffer(), readline.get_begidx(),
+                                   readline.get_endidx()))
+                reply = self.channel.receive(timeout=COMPLETE_WAIT)
+            except (Error, EOFError):
+                return None
+            if isinstance(reply, tuple) and reply[:1] == ("completions",) and isinstance(reply[1], list):
+                self.matches = [str(match) for match in reply[1]]
+        return self.matches[state] if state < len(self.matches) else None

@@ -9,7 +9,8 @@ once its terminal is free for this session (one session at a time) or
 ("refused", why), which raises DebuggerUnavailable in the far code at once. Then
 a pdb.Pdb runs here with a file-like over that channel as its stdin and stdout:
 ("out", text) goes up, ("read",) asks for a line and ("line", text) is the
-answer ("" at the end of input). Closing the channel ends the session: on
+answer ("" at the end of input); while it waits, ("complete", text, line, begin,
+end) asks what Tab offers, answered with ("completions", names). Closing the channel ends the session: on
 continue without breakpoints, on quit, and once the code the session started in
 returns. execwire's own frames are never stepped into.
 """
@@ -106,6 +107,7 @@ class ChannelTerminal(object):
         self._link = link
         self._pending = []
         self.closed = False
+        self.debugger = None  # the pdb.Pdb that reads here: it completes what is typed
 
     def write(self, text):
         self._pending.append(text)
@@ -128,11 +130,14 @@ class ChannelTerminal(object):
                 pass
         self._link.flush()
         self.channel.send(("read",))
-        try:
-            reply = self.channel.receive()
-        except EOFError:
-            return ""
-        return reply[1]
+        while True:
+            try:
+                reply = self.channel.receive()
+            except EOFError:
+                return ""
+            if reply[0] != "complete":
+                return reply[1]
+            self.channel.send(("completions", completions(self.debugger, *reply[1:])))
 
     def isatty(self):
         return True
@@ -147,6 +152,24 @@ class ChannelTerminal(object):
             finally:
                 self.closed = True
                 self.channel.close()
+
+
+def completions(debugger, text, line, begidx, endidx):
+    """What Tab offers for ``text`` in ``line`` (Cmd.complete's choice of method, without readline here)."""
+    if debugger is None:
+        return []
+    try:
+        stripped = len(line) - len(line.lstrip())
+        begidx, endidx = begidx - stripped, endidx - stripped
+        if begidx > 0:
+            command = debugger.parseline(line.lstrip())[0]
+            method = debugger.completedefault if not command else getattr(
+                debugger, "complete_" + command, debugger.completedefault)
+        else:
+            method = debugger.completenames
+        return [str(match) for match in method(text, line.lstrip(), begidx, endidx)][:1000]
+    except Exception:
+        return []
 
 
 def _is_ours(frame, link):
@@ -178,6 +201,7 @@ def _debugger_class():
         def __init__(self, terminal, base):
             pdb.Pdb.__init__(self, stdin=terminal, stdout=terminal, nosigint=True, readrc=False)
             self.terminal = terminal
+            terminal.debugger = self
             self._base = base
             self._tracing = base is not None
             self._shown = None  # (file name, its linecache entry before) while shipped source is shown
