@@ -76,7 +76,8 @@ def test_far_records_arrive_with_their_fields_and_the_gateway_id(group, caplog):
 
 
 @pytest.mark.parametrize("far", [interpreter for interpreter in pythons.matrix()
-                                 if interpreter.name in ("3.6", "3.13")], ids=lambda interpreter: interpreter.name)
+                                 if interpreter.name in ("3.6", "3.13", "pypy3")],
+                         ids=lambda interpreter: interpreter.name)
 def test_records_come_from_old_and_new_far_pythons(group, caplog, far):
     caplog.set_level(logging.INFO)
     gateway = group.makegateway(f"popen//python={far.command}")
