@@ -54,13 +54,18 @@ def serve(stream, redirect_output):
     original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
     forwarder = OutputForwarder(gateway) if redirect_output else None
     try:
-        link = Upstream(gateway, config)  # named in the HELLO: the controller takes it before any code runs
+        # the channel to the controller's services, named in the HELLO: the controller takes it before
+        # any code runs (only a near face that serves them asks for it)
+        link = Upstream(gateway, config) if config.get("services") else None
+        hello = {"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}
+        if link is not None:
+            hello["upstream"] = link.channel.id
         try:
-            gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo(),
-                                                        "upstream": link.channel.id}))
+            gateway._send(frames.HELLO, 0, wire.encode(hello))
         except Error:
             pass  # the controller is gone already; what it sent before it went still runs
-        link.install()
+        if link is not None:
+            link.install()
         gateway._trace("serving, config:", config)
         gateway.serve(events)
     except BaseException:
