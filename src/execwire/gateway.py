@@ -308,8 +308,8 @@ class Gateway(BaseGateway):
             self._send(frames.EXEC, channel.id, request)
         except GatewayLostError:
             self._protocol._forget(channel)
-            if not self._ready.is_set():  # died while starting: say why, not just "broken pipe"
-                self.wait_ready(self.startup_timeout)
+            if not self._ready.is_set() or self._start_error is not None:  # died while starting: say why,
+                self.wait_ready(self.startup_timeout)  # not just "broken pipe" (also once that is known)
             raise
         return channel
 
