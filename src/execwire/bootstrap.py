@@ -26,7 +26,7 @@ from ._far import frames, wire
 FAR_PACKAGE = "_execwire_far"
 # dependency order: a module is installed after those it imports
 FAR_MODULES = ("errors", "frames", "wire", "protocol", "sync", "streams", "interrupts", "baton", "channel", "gateway",
-               "asyncrun", "execution", "watchdog", "boot")
+               "asyncrun", "execution", "upstream", "logforward", "debugger", "watchdog", "boot")
 MIN_VERSION = (3, 6)
 
 _STAGE2_TEMPLATE = '''\

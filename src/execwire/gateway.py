@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _imports_far, shutdown
+from . import _imports_far, shutdown, upstream
 from ._far import frames, protocol, wire
 from ._far.channel import Channel
 from ._far.errors import GatewayLostError, GatewayStartError, ProtocolError, TimeoutError
@@ -196,6 +196,7 @@ class Gateway(BaseGateway):
         self._exited = False
         self.output_handler: OutputHandler = write_output
         apply_spec_limits(self, spec)
+        upstream.attach(self)  # far log records and pdb sessions (upstream.py): ready before any byte is read
         self._reader = threading.Thread(target=self._reader_main, name=f"execwire-reader-{gateway_id}",
                                         daemon=True)
         self._reader.start()
@@ -258,6 +259,7 @@ class Gateway(BaseGateway):
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
+            upstream.check_hello(hello.get("upstream"))
             self._ready.set()
         else:
             super()._special_event(event)
@@ -306,8 +308,8 @@ class Gateway(BaseGateway):
             self._send(frames.EXEC, channel.id, request)
         except GatewayLostError:
             self._protocol._forget(channel)
-            if not self._ready.is_set():  # died while starting: say why, not just "broken pipe"
-                self.wait_ready(self.startup_timeout)
+            if not self._ready.is_set() or self._start_error is not None:  # died while starting: say why,
+                self.wait_ready(self.startup_timeout)  # not just "broken pipe" (also once that is known)
             raise
         return channel
 

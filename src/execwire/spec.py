@@ -29,6 +29,7 @@ VALUE_KEYS = {
     "imports": True,
     "imports_allow": True,
     "imports_deny": True,
+    "logging": True,
 }
 FLAG_KEYS = ("popen", "dont_write_bytecode", "tls")
 # command prefixes: they wrap the far Python's command line (see transports/prefix.py)
@@ -93,6 +94,7 @@ class XSpec:
     imports: str | None = None
     imports_allow: str | None = None
     imports_deny: str | None = None
+    logging: str | None = None
 
     def __init__(self, string: str) -> None:
         if not isinstance(string, str):
@@ -167,6 +169,13 @@ class XSpec:
             if names is not None and not all(part.isidentifier() for name in names.split(",")
                                              for part in name.strip().split(".")):
                 raise ValueError(f"key {key!r} needs comma-separated module names, not {names!r}, in {spec!r}")
+        if self.logging is not None:
+            from .remote_logging import parse_setting
+
+            try:
+                parse_setting(self.logging)
+            except ValueError as exc:
+                raise ValueError(f"key 'logging' {exc}, in {spec!r}") from None
         if self.socket is not None or self.installvia is not None:
             self._check_socket()
         for key in ("tls", "tls_ca"):

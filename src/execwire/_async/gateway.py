@@ -326,7 +326,7 @@ async def open_link(backend: Backend, spec: XSpec, gateway_id: str, middle: Asyn
 
         assert middle is not None  # the group found it
         return await open_via(backend, spec, gateway_id, middle)
-    stream, process = transports.start(spec, gateway_id, DEBUG, None)
+    stream, process = transports.start(spec, gateway_id, DEBUG, None, services=False)  # none served here yet
     if spec.type == "socket":
         return await connect_socket(backend, stream, process)
     return FdLink(backend, stream, process)

@@ -17,6 +17,7 @@ from .errors import Error
 from .execution import FarGateway, rinfo
 from .gateway import Tracer
 from .streams import PipeStream, SocketStream
+from .upstream import Upstream
 
 
 def main():
@@ -53,10 +54,18 @@ def serve(stream, redirect_output):
     original_stderr = os.dup(2)  # for our own failures once fd 2 is forwarded
     forwarder = OutputForwarder(gateway) if redirect_output else None
     try:
+        # the channel to the controller's services, named in the HELLO: the controller takes it before
+        # any code runs (only a near face that serves them asks for it)
+        link = Upstream(gateway, config) if config.get("services") else None
+        hello = {"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}
+        if link is not None:
+            hello["upstream"] = link.channel.id
         try:
-            gateway._send(frames.HELLO, 0, wire.encode({"protocol": frames.PROTOCOL_VERSION, "rinfo": rinfo()}))
+            gateway._send(frames.HELLO, 0, wire.encode(hello))
         except Error:
             pass  # the controller is gone already; what it sent before it went still runs
+        if link is not None:
+            link.install()
         gateway._trace("serving, config:", config)
         gateway.serve(events)
     except BaseException:

@@ -35,6 +35,7 @@ class FarGateway(BaseGateway):
         self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
         self._compiled = {}  # (source, filename) -> code, for code shipped again and again
         self._async_runner = None  # the event loop of async jobs, made by the first (asyncrun.py)
+        self.service_channels = 0  # channels of execwire's own (upstream.py): not counted in the status
 
     def configure(self, config):
         """Apply the gateway settings of the CONFIG frame that concern this object."""
@@ -294,7 +295,8 @@ class FarGateway(BaseGateway):
         status = {
             "rinfo": rinfo(),
             "numexecuting": running,
-            "numchannels": len(self._protocol.live_channels()) - 1,  # not counting the channel of this answer
+            # not counting the channel of this answer, nor execwire's own
+            "numchannels": len(self._protocol.live_channels()) - 1 - self.service_channels,
             "execqsize": self._main_jobs.qsize() if hasattr(self._main_jobs, "qsize") else 0,
         }
         try:

@@ -17,6 +17,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import debugger
+from . import far_logs
 from .parser import USAGE, build_parser
 from .run import Interrupted, Program, RunJob, _on_signal, info
 from .session import Session
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             functools.partial(_run, session, program, args)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    records = far_logs.install(session.router) if args.command == "run" else None
+    debugger.before_session.append(session.end_status)  # a pdb session writes below the status block
     try:
         return work()
     except KeyboardInterrupt as exc:
@@ -68,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signum
     finally:
         session.group.terminate(timeout=1.0)
+        if records is not None:
+            far_logs.remove(records)
+        debugger.before_session.remove(session.end_status)
 
 
 def _run(session: Session, program: Program, args: argparse.Namespace) -> int:
@@ -75,7 +82,7 @@ def _run(session: Session, program: Program, args: argparse.Namespace) -> int:
 
     stdin = StdinFan([target.id for target in session.targets]) if args.stdin and program.filename != "<stdin>" \
         else None
-    session.run(RunJob(session, program, stdin))
+    session.run(RunJob(session, program, stdin, pdb=args.pdb))
     session.close(timeout=1.0)
     status = session.exit_status()
     if session.stopped_by is not None:

@@ -194,6 +194,15 @@ class OutputRouter:
                 finally:
                     self.muted = muted
 
+    def log(self, gateway_id: str, text: str, fields: dict[str, object]) -> None:
+        """A far log record: its lines on the gateway's stderr, or (--json) a record of kind "log"."""
+        with self._lock:
+            if self.as_json:
+                self._end_lines(gateway_id)
+                self._json(gateway_id, "log", text, **fields)
+            else:
+                self.text(gateway_id, 2, text)
+
     def finish(self, gateway_id: str) -> None:
         """The gateway has ended: write what waits for a newline, and its held lines."""
         with self._lock:

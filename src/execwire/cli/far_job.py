@@ -242,6 +242,10 @@ class Job(object):
         inbox = threading.Thread(target=self._inbox, name="execwire-job-input")
         inbox.daemon = True
         inbox.start()
+        link = self._upstream()
+        if link is not None:  # log records and pdb prompts go after what the code printed before them
+            link.flush_hooks.append(self.outbox.flush)
+            link.own_files.add(_OWN_FILE)  # pdb never stops in this file
         try:
             module = self._main_module()
             if self.settings.get("mode") == "shell":
@@ -254,10 +258,21 @@ class Job(object):
                 raise
             # the controller has gone (or ended us): nobody is left to tell
         finally:
+            if link is not None and self.outbox.flush in link.flush_hooks:
+                link.flush_hooks.remove(self.outbox.flush)
             self.outbox.close()
             sys.stdout, sys.stderr, sys.stdin, sys.argv, main_module, sys.path[:] = saved
             if main_module is not None:
                 sys.modules["__main__"] = main_module
+
+    def _far_module(self, name):
+        """The far side's execwire module ``name`` (None if this far side has none of that name)."""
+        package = type(self.channel).__module__.rpartition(".")[0]
+        return sys.modules.get(package + "." + name)
+
+    def _upstream(self):
+        module = self._far_module("upstream")
+        return module.current() if module is not None else None
 
     def _main_module(self):
         settings = self.settings
@@ -313,10 +328,23 @@ class Job(object):
         except BaseException as exc:
             sys.stderr.write(self.format_error(exc))
             status, raised = (130 if isinstance(exc, KeyboardInterrupt) else 1), exc.__class__.__name__
+            if settings.get("pdb") and not isinstance(exc, KeyboardInterrupt):
+                self._post_mortem(exc)
         else:
             status, raised = 0, None
         self._join_threads(before)
         return status, raised
+
+    def _post_mortem(self, exc):
+        """``execwire run --pdb``: pdb in the frames of the uncaught exception, on the controller's terminal."""
+        debugger = self._far_module("debugger")
+        if debugger is None:
+            sys.stderr.write("execwire: --pdb: this far side has no debugger\n")
+            return
+        try:
+            debugger.post_mortem(exc.__traceback__)
+        except debugger.DebuggerUnavailable as unavailable:
+            sys.stderr.write("execwire: --pdb: %s\n" % (unavailable,))
 
     def _join_threads(self, before):
         """Wait for the threads the code started and left running, as python does at its end."""

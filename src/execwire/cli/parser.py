@@ -88,6 +88,11 @@ channel.send() is printed as its repr on a line of its own (or as JSON with
 (What its subprocesses write to the file descriptors 1 and 2 travels another
 way and may overtake.)
 
+What the code logs with `logging` is shown on stderr as python shows it (by
+default warnings and worse, as their message; the spec key logging=LEVEL sets
+the far root level), or as JSON records of kind "log" with --json. breakpoint()
+opens pdb on this terminal, and --pdb opens it at an uncaught exception.
+
 With several gateways every line is prefixed with the gateway id ("[gw0] "),
 as the lines come (interleaved) or gateway by gateway (--group-output); at the
 end a summary table (gateway, status, time, exit) is shown on a terminal.
@@ -268,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: with several gateways, when stderr is a terminal)")
     run.add_argument("-n", "--no-stdin", dest="stdin", action="store_false",
                      help="the far sys.stdin is empty; ours is not read (as ssh -n)")
+    run.add_argument("--pdb", action="store_true",
+                     help="at an uncaught exception, start pdb (post-mortem) on the far side, on this terminal "
+                          "(one gateway's session at a time; without a terminal it says so and does not wait)")
 
     info = commands.add_parser(
         "info", parents=[many], formatter_class=raw, help="print facts about each gateway's interpreter",

@@ -53,14 +53,14 @@ class Program:
 class RunJob:
     """``execwire run`` on one gateway: ship the far job, route what it says, note how it ended."""
 
-    def __init__(self, session: Session, program: Program, stdin: StdinFan | None) -> None:
+    def __init__(self, session: Session, program: Program, stdin: StdinFan | None, pdb: bool = False) -> None:
         self.session = session
         self.program = program
         self.stdin = stdin
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
         self.settings: dict[str, Any] = {
             "mode": "run", "source": program.source, "filename": program.filename, "file": program.path,
-            "argv": program.argv, "stdin": stdin is not None, "encoding": encoding}
+            "argv": program.argv, "stdin": stdin is not None, "encoding": encoding, "pdb": pdb}
 
     def launch(self, target: Target) -> None:
         # in a thread: shipping the job writes to the far side's pipe, which waits while a far side that

@@ -233,6 +233,10 @@ class Session:
         """The job shows progress (the status block stays until every gateway has ended)."""
         return callable(getattr(self._job, "describe", None))
 
+    def end_status(self) -> None:
+        """Stop drawing the status block (what it shows stays); a pdb session takes the terminal."""
+        self._end_status()
+
     def _end_status(self) -> None:
         if self._status_live:
             self._status_live = False

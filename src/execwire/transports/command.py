@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .. import bootstrap
+from .. import bootstrap, remote_logging
 from .._far import frames
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.streams import FrameWriter, PipeStream
@@ -55,8 +55,13 @@ def is_this_interpreter(spec: XSpec) -> bool:
     return found is not None and os.path.realpath(found) == os.path.realpath(sys.executable)
 
 
-def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
-    """Settings the far side applies at start-up, sent as data."""
+def far_config(spec: XSpec, gateway_id: str, debug: bool, services: bool = True) -> dict[str, object]:
+    """Settings the far side applies at start-up, sent as data.
+
+    ``services``: the near face serves far log records and pdb sessions (the
+    threaded Gateway does; the async faces do not yet, so their far sides keep
+    their logging and pdb to themselves, as before).
+    """
     return {
         "id": gateway_id,
         "chdir": spec.chdir,
@@ -66,6 +71,8 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
         "execmodel": spec.execmodel or "thread",
         "max_channels": int(spec.max_channels) if spec.max_channels else None,
         "debug": debug,
+        "logging": remote_logging.far_settings(spec) if services else None,
+        "services": services,
     }
 
 

@@ -38,7 +38,7 @@ SIGKILL = int(signal.SIGKILL)
 
 
 def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
-              launch: Launch) -> tuple[ChannelTransport, RelayProcess]:
+              launch: Launch, services: bool = True) -> tuple[ChannelTransport, RelayProcess]:
     """Start ``launch`` on the middle gateway (the one ``spec.via`` names) and talk to it through a relay channel."""
     via = str(spec.via)
     try:
@@ -55,7 +55,7 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
                                  f"{launch.what} on gateway {via!r}", timeout, collector)
     process = RelayProcess(transport, collector, launch)
     try:
-        FrameWriter(transport).send_raw(bootstrap.boot_bytes(far_config(spec, gateway_id, debug)))
+        FrameWriter(transport).send_raw(bootstrap.boot_bytes(far_config(spec, gateway_id, debug, services)))
     except GatewayLostError:
         pass  # the reader reports why
     return transport, process

@@ -103,6 +103,8 @@ class Group(execwire.Group):
                 spec = self._xspec(raw)
                 try:
                     strict = to_execwire(spec)
+                    if strict.logging is None:  # as execnet: far log records stay on the far side
+                        strict = execwire.XSpec(f"{strict}//logging=off")
                     _reachable_before_token(strict)
                     gateway = self._start_gateway(strict)
                 except execwire.GatewayStartError as exc:

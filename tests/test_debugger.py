@@ -1,0 +1,316 @@
+"""pdb on the far side, with the controller's terminal as its console, through real processes.
+
+The controller runs on a pseudo-terminal (the Terminal of tests/test_cli.py): breakpoint() and
+pdb.set_trace() in shipped code, several gateways at once (one session at a time, the others go on),
+old and new far Pythons, and ``execwire run --pdb``. Without a terminal it fails at once, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import pythons
+from conftest import wait_until
+from sshd import SshServer
+from test_cli import Terminal
+
+import execwire
+
+pytestmark = pytest.mark.timeout(90)
+pytest_plugins = ["sshd"]
+
+CLI = [sys.executable, "-m", "execwire"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("EXECWIRE_")}
+    clean.update(HOME=str(tmp_path), TERM="xterm", INPUTRC="/dev/null")
+    return clean
+
+
+def controller(tmp_path: Path, program: str) -> list[str]:
+    """The command that runs ``program`` (a controller script using execwire) from a file."""
+    script = tmp_path / "controller.py"
+    script.write_text(textwrap.dedent(program))
+    return [sys.executable, str(script)]
+
+
+BREAK_AND_GO_ON = """
+    import threading, time
+    import execwire
+
+    group = execwire.Group(["popen//id=debugged", "popen//id=other"])
+    channel = group["debugged"].remote_exec('''
+    x = 41
+    breakpoint()
+    y = x + 1
+    channel.send(y)
+    ''')
+    # while the session is open, the other gateway goes on
+    while not any(thread.name == "execwire-pdb-debugged" for thread in threading.enumerate()):
+        time.sleep(0.01)
+    with open("other.txt", "w") as other:
+        other.write("other says %s" % group["other"].remote_exec("channel.send(7)").receive(timeout=30))
+    result = channel.receive(timeout=60)
+    while any(thread.name == "execwire-pdb-debugged" for thread in threading.enumerate()):
+        time.sleep(0.01)  # the session is over before this is printed
+    print("debugged sends", result, flush=True)
+    group.terminate(timeout=5)
+"""
+
+
+def test_breakpoint_opens_pdb_on_the_controllers_terminal_while_other_gateways_go_on(tmp_path, env):
+    terminal = Terminal(controller(tmp_path, BREAK_AND_GO_ON), env, cwd=tmp_path)
+    try:
+        header = terminal.read_until("(Pdb) ")
+        assert "execwire: pdb on gateway debugged (breakpoint, pid " in header and "-> y = x + 1" in header
+        answered = tmp_path / "other.txt"  # before anything is typed, the other gateway answers
+        assert wait_until(lambda: answered.exists() and answered.read_text() == "other says 7", 20)
+        terminal.write("p x\n")
+        assert "41\n" in terminal.read_until("(Pdb) ")
+        terminal.write("l\n")  # the shipped string's lines
+        listing = terminal.read_until("(Pdb) ")
+        assert "  3  \tbreakpoint()" in listing and "  4  ->\ty = x + 1" in listing
+        terminal.write("s\n")
+        terminal.read_until("-> channel.send(y)\n(Pdb) ")
+        terminal.write("s\n")  # into channel.send: execwire's frames are stepped over
+        after = terminal.read_until("(Pdb) ")
+        assert "--Return--" in after and "_far" not in after
+        terminal.write("s\n")  # the code is done: so is the session
+        assert "debugged sends 42" in terminal.read_until("debugged sends 42\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+ONE_AT_A_TIME = """
+    import execwire
+
+    group = execwire.Group(["popen//id=first", "popen//id=second"])
+    channels = [gateway.remote_exec('''
+    import os
+    name = channel.gateway.id
+    breakpoint()
+    channel.send(name)
+    ''') for gateway in group]
+    print("sent", sorted(channel.receive(timeout=60) for channel in channels), flush=True)
+    group.terminate(timeout=5)
+"""
+
+
+def test_sessions_of_several_gateways_take_the_terminal_one_after_another(tmp_path, env):
+    terminal = Terminal(controller(tmp_path, ONE_AT_A_TIME), env)
+    try:
+        first = terminal.read_until("(Pdb) ")
+        assert first.count("execwire: pdb on gateway") == 1
+        one = "first" if "gateway first" in first else "second"
+        other = "second" if one == "first" else "first"
+        terminal.write("p name\n")
+        assert f"'{one}'" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        second = terminal.read_until("(Pdb) ")
+        assert f"execwire: pdb on gateway {other}" in second
+        terminal.write("p name\n")
+        assert f"'{other}'" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        assert "sent ['first', 'second']" in terminal.read_until("]\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+SET_TRACE = """
+    import sys
+    import execwire
+
+    gateway = execwire.makegateway("popen//python=" + sys.argv[1])
+    channel = gateway.remote_exec('''
+    import pdb, sys
+    def double(number):
+        pdb.set_trace()
+        return number * 2
+    channel.send((sys.version_info[:2], double(21)))
+    ''')
+    print("result", channel.receive(timeout=60), flush=True)
+    gateway.exit()
+"""
+
+
+@pytest.mark.parametrize("far", [interpreter for interpreter in pythons.matrix()
+                                 if interpreter.name in ("3.6", "3.13", "pypy3")],
+                         ids=lambda interpreter: interpreter.name)
+def test_pdb_set_trace_on_old_and_new_far_pythons(tmp_path, env, far):
+    terminal = Terminal([*controller(tmp_path, SET_TRACE), far.command], env)
+    try:
+        shown = terminal.read_until("(Pdb) ", timeout=40)
+        # in double(): at the call of set_trace (Python 3.13 stops there) or at the line after it
+        assert "double()\n-> pdb.set_trace()" in shown or "double()\n-> return number * 2" in shown
+        terminal.write("p numb\t\n")  # Tab completes the far frame's name
+        assert "p number\n21\n" in terminal.read_until("(Pdb) ")
+        terminal.write("number = 50\n")  # a statement: run in the far frame
+        terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        major, minor = far.version[:2]
+        assert f"result (({major}, {minor}), 100)" in terminal.read_until(")\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+THROUGH_SSH_AND_VIA = """
+    import sys
+    import execwire
+
+    group = execwire.Group([sys.argv[1] + "//id=remote", "popen//via=remote//id=behind"])
+    channels = [group[name].remote_exec('''
+    import os
+    where = channel.gateway.id
+    breakpoint()
+    channel.send((where, os.getpid()))
+    ''') for name in ("remote", "behind")]
+    print("sent", sorted(channel.receive(timeout=60)[0] for channel in channels), flush=True)
+    group.terminate(timeout=5)
+"""
+
+
+def test_breakpoints_over_ssh_and_through_via(tmp_path, env, sshd: SshServer):
+    terminal = Terminal([*controller(tmp_path, THROUGH_SSH_AND_VIA), sshd.spec()], env)
+    try:
+        seen = set()
+        for _ in range(2):
+            header = terminal.read_until("(Pdb) ", timeout=40)
+            seen |= {name for name in ("remote", "behind") if f"pdb on gateway {name} (breakpoint" in header}
+            terminal.write("p where\n")
+            terminal.read_until("(Pdb) ")
+            terminal.write("c\n")
+        assert seen == {"remote", "behind"}
+        assert "sent ['behind', 'remote']" in terminal.read_until("]\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+def test_quit_ends_the_session_and_raises_bdbquit_in_the_far_code(tmp_path, env):
+    program = """
+        import execwire
+        gateway = execwire.makegateway("popen")
+        try:
+            gateway.remote_exec("breakpoint()\\nchannel.send('not reached')").receive(timeout=60)
+        except execwire.RemoteError as exc:
+            print("far code raised", exc.type_name, flush=True)
+        print("gateway still works:", gateway.remote_exec("channel.send(1)").receive(timeout=30), flush=True)
+        gateway.exit()
+    """
+    terminal = Terminal(controller(tmp_path, program), env)
+    try:
+        terminal.read_until("(Pdb) ")
+        terminal.write("q\n")
+        assert "far code raised bdb.BdbQuit" in terminal.read_until("BdbQuit\n")
+        assert "gateway still works: 1" in terminal.read_until("works: 1\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+def test_without_a_terminal_breakpoint_fails_at_once_saying_why(group):
+    gateway = group.makegateway("popen")
+    code = "import sys; channel.send(sys.version_info >= (3, 7))\nbreakpoint()\nchannel.send('not reached')"
+    channel = gateway.remote_exec(code)
+    assert channel.receive(timeout=20) is True
+    with pytest.raises(execwire.RemoteError) as failed:
+        channel.receive(timeout=20)  # bounded: the controller refuses at once
+    assert failed.value.type_name == "_execwire_far.debugger.DebuggerUnavailable"
+    assert "standard input is not a terminal" in failed.value.formatted
+    assert "PYTHONBREAKPOINT=0" in failed.value.formatted
+    # pdb.set_trace() too, and the gateway goes on
+    with pytest.raises(execwire.RemoteError, match="DebuggerUnavailable"):
+        gateway.remote_exec("import pdb; pdb.set_trace()").receive(timeout=20)
+    assert gateway.remote_exec("channel.send(3)").receive(timeout=20) == 3
+
+
+def test_pythonbreakpoint_0_in_the_far_environment_skips_breakpoints(group):
+    gateway = group.makegateway("popen//env:PYTHONBREAKPOINT=0")
+    assert gateway.remote_exec("breakpoint(); channel.send('went on')").receive(timeout=20) == "went on"
+
+
+# -- execwire run ------------------------------------------------------------------------------------
+
+def test_execwire_run_pdb_starts_post_mortem_at_an_uncaught_exception(tmp_path, env):
+    script = tmp_path / "job.py"
+    script.write_text("def divide(x):\n    return x / 0\n\nvalue = 5\ndivide(value)\n")
+    terminal = Terminal([*CLI, "run", "--pdb", str(script)], env, cwd=tmp_path)
+    try:
+        shown = terminal.read_until("(Pdb) ")
+        assert "ZeroDivisionError: division by zero" in shown and "pdb on gateway gw0 (post-mortem, pid" in shown
+        assert "-> return x / 0" in shown
+        terminal.write("p x\n")
+        assert "5\n" in terminal.read_until("(Pdb) ")
+        terminal.write("up\n")
+        assert "-> divide(value)" in terminal.read_until("(Pdb) ")
+        terminal.write("q\n")
+        assert terminal.wait() == 1
+    finally:
+        terminal.close()
+
+
+def test_execwire_run_breakpoint_on_the_terminal(tmp_path, env):
+    terminal = Terminal([*CLI, "run", "-c", "print('first')\nx = 1\nbreakpoint()\nprint('done', x)"], env)
+    try:
+        shown = terminal.read_until("(Pdb) ")
+        assert shown.index("first\n") < shown.index("(Pdb) ")  # what was printed before comes first
+        terminal.write("x = 2\n")
+        terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        assert "done 2" in terminal.read_until("done 2\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+def test_execwire_run_pdb_without_a_terminal_says_so_and_ends():
+    result = subprocess.run([*CLI, "run", "--pdb", "-c", "1/0"], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert "ZeroDivisionError" in result.stderr
+    assert "--pdb: pdb cannot start on gateway gw0: the controller's standard input is not a terminal" in result.stderr
+
+
+def test_breakpoint_in_execwire_shell(env):
+    terminal = Terminal([*CLI, "shell"], env)
+    try:
+        terminal.read_until(">>> ")
+        terminal.write("x = 5\n")
+        terminal.read_until(">>> ")
+        terminal.write("breakpoint(); y = x + 1\n")
+        assert "execwire: pdb on gateway gw0 (breakpoint" in terminal.read_until("(Pdb) ")
+        terminal.write("p x\n")
+        assert "5\n" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        terminal.read_until(">>> ")
+        terminal.write("y\n")  # the statement went on after the session
+        assert "6\n" in terminal.read_until(">>> ")
+        terminal.write("\x04")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_at_the_pdb_prompt_ends_execwire_run_and_leaves_the_terminal_as_it_was(env):
+    import termios
+
+    terminal = Terminal([*CLI, "run", "-c", "breakpoint()\nprint('not reached')"], env)
+    try:
+        shown = terminal.read_until("(Pdb) ")
+        assert "starting" not in shown.rpartition("execwire: pdb on gateway")[2]  # no status block drawn over it
+        terminal.write("\x03")
+        assert terminal.wait() == 130
+        flags = termios.tcgetattr(terminal.fd)[3]
+        assert flags & termios.ECHO and flags & termios.ICANON  # readline's raw mode was undone
+    finally:
+        terminal.close()
