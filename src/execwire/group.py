@@ -33,11 +33,14 @@ class Group(Roster[Gateway]):
         self._lock = threading.Lock()
         self._next_auto_id = 0
         self.set_execmodel(execmodel)
-        specs = list(xspecs)
+        self._start_initial(list(xspecs))
+
+    def _start_initial(self, specs: list[str | XSpec | None]) -> None:
+        """Start the gateways ``Group(specs)`` names; if one fails, end those that started (nobody else can)."""
         if specs:
             try:
                 self.makegateways(specs)
-            except BaseException:  # nobody gets this group to end the ones that started: end them here
+            except BaseException:
                 self.terminate(timeout=1.0)
                 raise
 

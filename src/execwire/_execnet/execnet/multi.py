@@ -72,13 +72,7 @@ class Group(execwire.Group):
         super().__init__((), execmodel)
         atexit.register(self._cleanup_atexit)  # at once, as execnet does (execwire waits for a first gateway)
         self._atexit_registered = True
-        specs = list(xspecs)
-        if specs:
-            try:
-                self.makegateways(specs)
-            except BaseException:  # nobody gets this group to end the ones that started: end them here
-                self.terminate(timeout=1.0)
-                raise
+        self._start_initial(list(xspecs))
 
     def set_execmodel(self, execmodel: str, remote_execmodel: str | None = None) -> None:
         """Exec models for this side and the far sides; only before the first gateway is made."""
