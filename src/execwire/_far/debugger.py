@@ -15,7 +15,6 @@ continue without breakpoints, on quit, and once the code the session started in
 returns. execwire's own frames are never stepped into.
 """
 
-import linecache
 import os
 import sys
 import threading
@@ -193,6 +192,7 @@ def _debugger_class():
     """FarPdb, made once pdb is imported (only when a session starts)."""
     if "FarPdb" in _classes:
         return _classes["FarPdb"]
+    import linecache  # only with a session: it costs an idle far side memory
     import pdb
 
     class FarPdb(pdb.Pdb):

@@ -206,6 +206,10 @@ class BaseGateway(object):
             del view  # the core may resize what it lent us
             core.bytes_read(count)
         self._dispatch(core.events())
+        while core.has_frame() and not self._reading_done:
+            # only an error the core found behind those events (it returns them first) is left:
+            # raise it now, as no byte may come that would wake a reader to find it
+            self._dispatch(core.events())
 
     def _dispatch(self, events):
         """Hand each event to whom it concerns (holding the baton)."""
