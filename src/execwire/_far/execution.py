@@ -29,7 +29,6 @@ class FarGateway(BaseGateway):
         self._main_jobs = _Queue()  # run by the main thread; None means stop
         self._running = 0
         self._running_lock = threading.Lock()
-        self._waiting_for_main = []  # main_thread_only: jobs that came while the main thread ran one
         # worker threads are kept and reused: starting a thread costs more than a short job
         self._idle_workers = []  # the job queue of each idle worker
         self._worker_state = threading.local()  # .jobs: the queue the current worker waits on
@@ -79,9 +78,7 @@ class FarGateway(BaseGateway):
         reader.start()
         while True:
             if self.execmodel == "main_thread_only":
-                job = self._next_waiting_job()
-                if job is None:
-                    job = self._wait_item(self._main_jobs, None)  # the main thread runs the code: it reads too
+                job = self._wait_item(self._main_jobs, None)  # the main thread runs the code: it reads too
             else:
                 job = self._main_jobs.get()  # reading is left to idle workers, whose next job it is
             if job is None:
@@ -150,19 +147,11 @@ class FarGateway(BaseGateway):
             asyncrun.install_waking_queue(channel)  # before any item for it is dispatched
         job = (channel,) + tuple(request)
         if self.execmodel == "main_thread_only":
-            with self._running_lock:
-                busy = self._running > 0 or not self._main_jobs.empty() or self._waiting_for_main
-                if busy:
-                    # the main thread may be just returning from the previous code: it takes this job
-                    # when done, if that is within MAIN_THREAD_WAIT seconds (as in execnet)
-                    self._waiting_for_main.append(job)
-                else:
-                    self._main_jobs.put(job)
-                    self._running += 1  # counted now so a second EXEC sees it
-            if busy:
-                timer = threading.Timer(MAIN_THREAD_WAIT, self._refuse_if_still_waiting, (job,))
-                timer.daemon = True
-                timer.start()
+            if not self._queue_for_main(job):
+                # the main thread may be just returning from the previous code: wait a little, elsewhere
+                waiter = threading.Thread(target=self._queue_for_main_soon, args=(job,), name="execwire-wait-main")
+                waiter.daemon = True
+                waiter.start()
             return
         with self._running_lock:
             self._running += 1
@@ -180,20 +169,22 @@ class FarGateway(BaseGateway):
         thread.daemon = True
         thread.start()
 
-    def _next_waiting_job(self):
-        """The oldest job that came while the main thread was busy (now counted as running), or None."""
+    def _queue_for_main(self, job):
+        """Give ``job`` to the main thread if it runs nothing; False if it is busy."""
         with self._running_lock:
-            if not self._waiting_for_main:
-                return None
-            self._running += 1
-            return self._waiting_for_main.pop(0)
+            if self._running > 0 or not self._main_jobs.empty():
+                return False
+            self._main_jobs.put(job)
+            self._running += 1  # counted now so a second EXEC sees it
+            return True
 
-    def _refuse_if_still_waiting(self, job):
-        """MAIN_THREAD_WAIT seconds passed and the main thread is still busy: ``job`` fails."""
-        with self._running_lock:
-            if job not in self._waiting_for_main:
-                return  # the main thread took it
-            self._waiting_for_main.remove(job)
+    def _queue_for_main_soon(self, job):
+        """The main thread is busy: wait up to MAIN_THREAD_WAIT seconds for it (as execnet does), else refuse."""
+        deadline = time.time() + MAIN_THREAD_WAIT
+        while time.time() < deadline and self._connection_error is None:
+            time.sleep(0.005)
+            if self._queue_for_main(job):
+                return
         job[0].close(error=MAIN_THREAD_BUSY)
 
     def _worker(self, job):
