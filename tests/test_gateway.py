@@ -438,18 +438,3 @@ def test_python_given_as_a_bare_version_means_that_python_on_path(tmp_path, monk
 def test_a_command_that_is_not_found_is_named_in_the_start_error(clean_default_group):
     with pytest.raises(execwire.GatewayStartError, match="127.*not found"):
         execwire.makegateway("popen//python=/usr/bin/env no-such-python-here")
-
-
-def test_main_thread_only_waits_a_moment_for_the_previous_code_to_return(group):
-    gw = group.makegateway("popen//execmodel=main_thread_only")
-    first = gw.remote_exec("channel.send(1)\nimport time\ntime.sleep(0.3)")  # still running when 1 arrives
-    assert first.receive(timeout=10) == 1
-    second = gw.remote_exec("channel.send(2)")  # sent while the main thread is busy: it waits, as in execnet
-    assert second.receive(timeout=10) == 2
-    blocker = gw.remote_exec("channel.send(3)\nchannel.receive()")  # runs until told
-    assert blocker.receive(timeout=10) == 3
-    refused = gw.remote_exec("channel.send(4)")
-    with pytest.raises(execwire.RemoteError, match="runs one remote_exec at a time"):
-        refused.receive(timeout=10)  # after a second of waiting
-    blocker.send(None)
-    blocker.waitclose(10)

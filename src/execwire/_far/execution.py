@@ -147,11 +147,14 @@ class FarGateway(BaseGateway):
             asyncrun.install_waking_queue(channel)  # before any item for it is dispatched
         job = (channel,) + tuple(request)
         if self.execmodel == "main_thread_only":
-            if not self._queue_for_main(job):
-                # the main thread may be just returning from the previous code: wait a little, elsewhere
-                waiter = threading.Thread(target=self._queue_for_main_soon, args=(job,), name="execwire-wait-main")
-                waiter.daemon = True
-                waiter.start()
+            with self._running_lock:
+                busy = self._running > 0 or not self._main_jobs.empty()
+                if not busy:
+                    self._main_jobs.put(job)
+                    self._running += 1  # counted now so a second EXEC sees it
+            if busy:
+                channel.close(error="execwire: the main_thread_only exec model runs one "
+                                    "remote_exec at a time and another one is still running")
             return
         with self._running_lock:
             self._running += 1
@@ -168,24 +171,6 @@ class FarGateway(BaseGateway):
         thread = threading.Thread(target=self._worker, args=(job,), name="execwire-exec")
         thread.daemon = True
         thread.start()
-
-    def _queue_for_main(self, job):
-        """Give ``job`` to the main thread if it runs nothing; False if it is busy."""
-        with self._running_lock:
-            if self._running > 0 or not self._main_jobs.empty():
-                return False
-            self._main_jobs.put(job)
-            self._running += 1  # counted now so a second EXEC sees it
-            return True
-
-    def _queue_for_main_soon(self, job):
-        """The main thread is busy: wait up to MAIN_THREAD_WAIT seconds for it (as execnet does), else refuse."""
-        deadline = time.time() + MAIN_THREAD_WAIT
-        while time.time() < deadline and self._connection_error is None:
-            time.sleep(0.005)
-            if self._queue_for_main(job):
-                return
-        job[0].close(error=MAIN_THREAD_BUSY)
 
     def _worker(self, job):
         """Run jobs; stay for the next one unless enough workers are idle already."""
@@ -312,9 +297,6 @@ def rinfo():
 MAX_IDLE_WORKERS = 16
 _RUNS_ON = "async job: it runs on in the event loop"
 FINISH_GRACE = 1.0
-MAIN_THREAD_WAIT = 1.0  # seconds a remote_exec waits for the busy main thread (main_thread_only) before it fails
-MAIN_THREAD_BUSY = ("execwire: the main_thread_only exec model runs one remote_exec at a time and another one "
-                    "is still running")
 _traceback_lock = threading.Lock()
 
 

@@ -24,7 +24,7 @@ LoadError = wire.LoadError
 
 # the error (RemoteError.formatted) of a second remote_exec while main_thread_only runs one (_far/execution.py)
 MAIN_THREAD_ONLY_DEADLOCK_TEXT = ("execwire: the main_thread_only exec model runs one remote_exec at a time and "
-                                  "another one is still running")  # _far/execution.py's MAIN_THREAD_BUSY
+                                  "another one is still running")
 INTERRUPT_TEXT = "KeyboardInterrupt"
 ChannelFileWrite = channel_module.ChannelFileWrite
 ChannelFileRead = channel_module.ChannelFileRead
