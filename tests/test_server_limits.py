@@ -17,15 +17,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_server import RunningServer, make_token_file, module_server_argv, start_server
+from test_server import RunningServer, module_server_argv, start_server
 
 import execwire
 from execwire import server as srv
+
+pytest_plugins = ["socket_server_fixture"]  # token_file, server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,20 +42,6 @@ def loopback_alias_works() -> bool:
 
 
 needs_alias = pytest.mark.skipif(not loopback_alias_works(), reason=f"cannot bind {ATTACKER} here")
-
-
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    return make_token_file(tmp_path)
-
-
-@pytest.fixture
-def server(tmp_path: Path, token_file: Path) -> Iterator[RunningServer]:
-    running = start_server(module_server_argv(token_file), tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def connect_from(source: str, server: RunningServer) -> socket.socket:

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from test_server import RunningServer, loopback_v6_available, make_token_file, m
 
 import execwire
 
+pytest_plugins = ["socket_server_fixture"]  # token_file, server
+
 pytestmark = pytest.mark.timeout(60)
 
 ECHO = "for item in channel: channel.send(item)"
-
-
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    return make_token_file(tmp_path)
-
-
-@pytest.fixture
-def server(tmp_path: Path, token_file: Path) -> Iterator[RunningServer]:
-    running = start_server(module_server_argv(token_file), tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def socket_spec(server: RunningServer, token_file: Path, extra: str = "") -> str:
