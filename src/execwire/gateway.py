@@ -340,9 +340,9 @@ class Gateway(BaseGateway):
         """Serve the far side the pure-Python modules it lacks, from here, from now on.
 
         ``allow`` (module names, or a comma-separated string) limits it to those
-        modules and their submodules; ``deny`` excludes some. Waits (one round
-        trip) until the far finder is in place. The spec keys ``imports``,
-        ``imports_allow`` and ``imports_deny`` say the same.
+        modules and their submodules; ``deny`` excludes some; either left None is
+        what the spec keys ``imports_allow`` and ``imports_deny`` say. Waits (one
+        round trip) until the far finder is in place.
         """
         from . import imports
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import _imports_far
 from ._far.channel import Channel
 from ._far.errors import Error, GatewayLostError
+from .transports import middle_cache
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -372,9 +373,31 @@ class ImportService:
             answer = ("error", f"{type(exc).__name__}: {exc}")
         self.requests += 1
         try:
-            channel.send((number, answer))
+            if middle_cache.by_reference(channel):
+                self._reply_by_reference(channel, number, answer)
+            else:
+                channel.send((number, answer))
         except Error:
             pass
+
+    @staticmethod
+    def _reply_by_reference(channel: Channel, number: Any, answer: Any) -> None:
+        """Behind via=, what is large goes by reference, so it crosses the link to the middle once
+        for all the gateways behind it: a module's record as ("module", name, record) before the
+        answer, a data file as the whole answer."""
+        if isinstance(answer, bytes):
+            middle_cache.send_by_reference(channel, middle_cache.prefix(number), middle_cache.Blob.of(answer))
+            return
+        if isinstance(answer, dict):
+            rest = {}
+            for name, record in answer.items():
+                if record.get("source") and len(record["source"]) >= middle_cache.WORTH_IT:
+                    blob = middle_cache.Blob.of(record)
+                    middle_cache.send_by_reference(channel, middle_cache.prefix("module", name), blob)
+                else:
+                    rest[name] = record
+            answer = rest
+        channel.send((number, answer))
 
     def _locate(self, fullname: str) -> Located:
         located = self._located.get(fullname)
@@ -495,8 +518,13 @@ def spec_policy(gateway: Gateway) -> ImportPolicy:
 
 def forward_imports(gateway: Gateway, allow: str | Iterable[str] | None = None,
                     deny: str | Iterable[str] | None = None, timeout: float | None = None) -> ImportService:
-    """Turn import forwarding on for ``gateway`` now, with this policy; wait until it is in place."""
-    policy = ImportPolicy.make(True, allow, deny)
+    """Turn import forwarding on for ``gateway`` now, with this policy; wait until it is in place.
+
+    ``allow`` or ``deny`` left None is what the spec says (imports_allow=, imports_deny=).
+    """
+    from_spec = spec_policy(gateway)
+    policy = ImportPolicy.make(True, from_spec.allow if allow is None else allow,
+                               from_spec.deny if deny is None else deny)
     with _services_lock:
         existing: ImportService | None = getattr(gateway, "_import_service", None)
         if existing is not None and existing.policy != policy:

@@ -133,6 +133,20 @@ class Channel(ChannelState):
                     raise KeyboardInterrupt  # it came during the write: the item is sent, whole (or not at all)
             self._wait_for_credit(cost)
 
+    def _send_written_by(self, cost, write):
+        """Send an item of ``cost`` whose DATA frame ``write(writer)`` writes itself.
+
+        For items sent by reference through relays (transports/middle_cache.py):
+        the same state check and credit as send(), under the writer's lock.
+        """
+        lock = self._writer.lock
+        while True:
+            with lock:
+                if self._lost is None and self._can_send() and self._reserve(cost):
+                    write(self._writer)
+                    return
+            self._wait_for_credit(cost)
+
     def _wait_for_credit(self, cost):
         """Wait until ``cost`` bytes may be sent, or raise why the channel cannot send."""
         with self._lock:

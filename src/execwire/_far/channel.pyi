@@ -14,6 +14,7 @@ from typing_extensions import Self
 from . import errors
 from .gateway import BaseGateway
 from .protocol import ChannelState, Protocol
+from .streams import FrameWriter
 
 # Values send() takes: those of wire.Data, and channels anywhere inside them (see wire.pyi for why the
 # containers are the abstract read-only types).
@@ -30,7 +31,9 @@ class Channel(ChannelState):
     TimeoutError: type[errors.TimeoutError]
     id: int
     gateway: BaseGateway
+    _writer: FrameWriter
     def __init__(self, gateway: BaseGateway, core: Protocol, id: int) -> None: ...
+    def _send_written_by(self, cost: int, write: Callable[[FrameWriter], None]) -> None: ...
     def __del__(self) -> None: ...
     def send(self, item: Item) -> None: ...
     def close(self, error: str | BaseException | None = None) -> None: ...

@@ -280,6 +280,18 @@ class FrameWriter(object):
             buffers.insert(0, self._take_owed())
         self._write_rest(buffers, 0)
 
+    def write_through(self, write):
+        """For a caller holding ``lock``: write what is owed, then let ``write(stream)`` add whole frames."""
+        if self.broken is not None:
+            raise self.broken
+        if self.owed:
+            self._write_owed()
+        try:
+            write(self.stream)
+        except GatewayLostError as exc:
+            self.broken = exc
+            raise
+
     def send_raw(self, data):
         """Write bytes that are already frames (or the boot payload)."""
         with self.lock:

@@ -5,7 +5,9 @@ Python 3.6 with the standard library only; it imports nothing from execwire.
 
 Near side to relay: first a dict {"argv": [...], "self_python": index or None}
 (the word at that index is replaced by this interpreter's path); then bytes
-for the command's stdin, ("eof",) to close its stdin, ("signal", number).
+for the command's stdin, ("eof",) to close its stdin, ("signal", number),
+("inject", head, key): write ``head`` and then the bytes this gateway keeps
+under ``key`` (a whole frame whose end the near side did not send again).
 Relay to near side: ("pid", pid) once started or ("error", text); bytes from
 its stdout; ("stderr", bytes); and ("exit", code) once its stdout ended.
 When the channel ends (the near side closed it or the middle gateway is
@@ -13,6 +15,10 @@ going away) the command's stdin is closed, and it is killed if it does not
 end within a few seconds. The command runs in a session of its own; once it
 has ended, what is left of its process group (what it started) is killed
 before the end is reported, so ("exit", code) means nothing of it runs any more.
+
+The same module, first sent {"keep": True}, is this gateway's store of what
+relays inject: ("keep", key, bytes) items, kept for the gateway's life
+(transports/middle_cache.py says what goes in and why).
 """
 
 import os
@@ -27,12 +33,51 @@ if TYPE_CHECKING:  # type comments, not annotations: this file runs on Python 3.
 
 CHUNK = 256 * 1024
 GRACE = 5.0  # seconds a command may take to end after its channel ended
+KEPT_WAIT = 60.0  # seconds an injection waits for the kept bytes it names (sent just before it)
+
+
+class Kept(object):
+    """What this gateway keeps for injection: one store shared by its relays and its keeper."""
+
+    def __init__(self):
+        # type: () -> None
+        self.items = {}  # type: Any
+        self.arrived = threading.Condition()
+
+    def put(self, key, data):
+        # type: (bytes, bytes) -> None
+        with self.arrived:
+            self.items[key] = data
+            self.arrived.notify_all()
+
+    def get(self, key, timeout):
+        # type: (bytes, float) -> Any
+        with self.arrived:
+            self.arrived.wait_for(lambda: key in self.items, timeout)
+            return self.items.get(key)
+
+
+def kept_of(gateway):
+    # type: (Any) -> Any
+    """The gateway's store (each remote_exec of this module has its own globals, so it lives on the gateway)."""
+    return gateway.__dict__.setdefault("_execwire_kept", Kept())
+
+
+def keep(channel):
+    # type: (Any) -> None
+    """Keep what arrives until the channel ends (the near side sends each key once)."""
+    kept = kept_of(channel.gateway)
+    for item in channel:
+        kept.put(item[1], item[2])
 
 
 def serve(channel):
     # type: (Any) -> None
     """Start the command described by the first item and relay until both ends are done."""
     request = channel.receive()
+    if request.get("keep"):
+        keep(channel)
+        return
     argv = list(request["argv"])
     index = request.get("self_python")
     if index is not None:
@@ -105,10 +150,27 @@ def _feed_stdin(channel, proc):
             proc.stdin.close()
         elif item[0] == "signal":
             _signal_group(proc, item[1])
+        elif item[0] == "inject" and writable:
+            writable = _inject(channel, proc, fd, item[1], item[2])
     try:
         proc.stdin.close()
     except OSError:
         pass
+
+
+def _inject(channel, proc, fd, head, key):
+    # type: (Any, Any, int, bytes, Any) -> bool
+    """Write a frame whose end this gateway keeps; without it the stream cannot go on: end the command."""
+    data = kept_of(channel.gateway).get(key, KEPT_WAIT)
+    if data is None:
+        try:
+            channel.send(("stderr", b"execwire relay: the kept bytes a frame needs did not arrive within "
+                                    b"%d seconds; the gateway cannot go on\n" % KEPT_WAIT))
+        except OSError:
+            pass
+        _signal_group(proc, signal.SIGKILL)
+        return False
+    return _write_all(fd, head) and _write_all(fd, data)
 
 
 def _signal_group(proc, number):

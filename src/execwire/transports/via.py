@@ -26,6 +26,7 @@ from ..process import Process, StderrCollector
 from ..spec import XSpec
 from . import relay
 from .command import far_config
+from .middle_cache import Keeper, keeper_of
 from .prefix import Launch
 
 if TYPE_CHECKING:
@@ -177,6 +178,17 @@ class ChannelTransport(Stream):
         data = first_item(buffers)
         self._send(data)
         return len(data)
+
+    def keeper(self) -> Keeper | None:
+        """What the middle gateway keeps for its relays to inject (None: it keeps nothing)."""
+        from ..gateway import Gateway
+
+        middle = self.channel.gateway
+        return keeper_of(middle) if isinstance(middle, Gateway) else None
+
+    def send_item(self, item: Item) -> None:
+        """Send an item to the relay (an injection) between frames: the caller holds the frame writer's lock."""
+        self._send(item)
 
     def _send(self, item: Item) -> None:
         try:
