@@ -9,6 +9,9 @@
 2. Executor.map of N tiny calls over 4 popen gateways against ProcessPoolExecutor(4) and
    multiprocessing.Pool(4), all warm, at chunksize 1 and 100 (calls per second).
 3. 100 calls that sleep 50 ms each over 4 gateways: wall time against the ideal (100 * 50 ms / 4).
+4. Behind via=: the bytes a middle gateway reads while 4 gateways behind it import that package of
+   100 modules, in copies of the package's sources, with the middle keeping what it passed on and
+   without (each gateway's copy crossing the middle's link).
 """
 
 from __future__ import annotations
@@ -79,6 +82,41 @@ def measure_imports(root: Path) -> list[str]:
     return lines
 
 
+def bytes_read(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no rchar in /proc/PID/io")
+
+
+def measure_via(root: Path, inner: int = 4) -> list[str]:
+    from execwire.transports import middle_cache
+
+    name = "viapkg"
+    write_package(root, name, True)
+    package = sum(len(path.read_bytes()) for path in (root / name).iterdir())
+    figures = {}
+    sys.path.insert(0, str(root))
+    saved = middle_cache.WORTH_IT
+    try:
+        for keeping in (True, False):
+            middle_cache.WORTH_IT = saved if keeping else 1 << 62
+            with execwire.Group() as group:
+                middle = group.makegateway("popen//id=middle")
+                behind = [group.makegateway("popen//via=middle") for _ in range(inner)]
+                for gateway in behind:
+                    gateway.forward_imports()
+                before = bytes_read(middle._rinfo().pid)
+                for gateway in behind:
+                    gateway.remote_exec(import_code(name, True)).receive(120)
+                figures[keeping] = (bytes_read(middle._rinfo().pid) - before) / package
+    finally:
+        middle_cache.WORTH_IT = saved
+        sys.path.remove(str(root))
+    return [f"via: {inner} gateways behind one middle import {MODULES} modules ({package / 1024:.0f} KiB): the middle "
+            f"read {figures[True]:.2f} copies keeping what it passed on, {figures[False]:.2f} copies without"]
+
+
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f} calls/s"
 
@@ -139,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     with tempfile.TemporaryDirectory() as folder:
         lines = measure_imports(Path(folder))
+        lines += measure_via(Path(folder))
     lines += measure_map(args.calls)
     lines += measure_naps(args.naps, 0.05)
     for line in lines:

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 from forwarding import Packages
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pythons import matrix
 from sshd import SshServer
 
 import execwire
+from execwire._far import wire
+from execwire.transports import middle_cache, relay
 
 pytestmark = pytest.mark.timeout(120)
 pytest_plugins = ["sshd", "forwarding"]
@@ -25,8 +30,8 @@ SOURCE_SIZE = 400_000
 DATA_SIZE = 300_000
 PAYLOAD = SOURCE_SIZE + DATA_SIZE
 USES_BIG = """
-import hashlib, importlib.resources, bigpkg
-data = importlib.resources.files("bigpkg").joinpath("data.txt").read_bytes()
+import hashlib, pkgutil, bigpkg
+data = pkgutil.get_data("bigpkg", "data.txt")
 channel.send((hashlib.sha256(bigpkg.VALUE.encode()).hexdigest(), hashlib.sha256(data).hexdigest()))
 """
 
@@ -91,6 +96,22 @@ def test_gateways_via_an_ssh_host_share_what_crossed_the_ssh_link(sshd: SshServe
     assert bytes_read(host) - before < 1.5 * PAYLOAD
 
 
+OLD_AND_NEW = matrix()  # 3.6 to 3.13 and PyPy 3, those present
+
+
+@pytest.mark.parametrize("python", OLD_AND_NEW, ids=[each.name for each in OLD_AND_NEW])
+def test_a_middle_and_gateways_behind_it_on_every_far_python(group: execwire.Group, packages: Packages,
+                                                            python) -> None:  # type: ignore[no-untyped-def]
+    expected = write_big(packages)
+    middle = group.makegateway(f"popen//python={python.command}//id=middle")
+    inner = [group.makegateway(f"popen//via=middle//python={python.command}") for _ in range(2)]
+    for gateway in inner:
+        gateway._rinfo()
+    before = bytes_read(middle)
+    import_on_each(inner, expected)
+    assert bytes_read(middle) - before < 1.5 * PAYLOAD
+
+
 def test_each_gateway_keeps_its_own_policy_behind_a_middle_that_has_the_module(
         group: execwire.Group, packages: Packages) -> None:
     expected = write_big(packages)
@@ -122,3 +143,64 @@ def test_a_middle_killed_after_keeping_fails_the_next_import_behind_it(group: ex
     os.kill(middle._rinfo().pid, signal.SIGKILL)
     with pytest.raises((execwire.GatewayLostError, execwire.RemoteError)):
         second.remote_exec(USES_BIG).receive(60)
+
+
+def relay_running_cat(gateway: execwire.Gateway, kept_wait: float = 60.0) -> execwire.Channel:
+    channel = gateway.remote_exec(relay)
+    channel.send({"argv": ["cat"], "self_python": None, "kept_wait": kept_wait})
+    assert channel.receive(30)[0] == "pid"
+    return channel
+
+
+def test_the_relay_writes_a_head_then_what_its_gateway_keeps(gw: execwire.Gateway) -> None:
+    keeper = gw.remote_exec(relay)
+    keeper.send({"keep": True})
+    keeper.send(("keep", b"k1", b" world"))
+    channel = relay_running_cat(gw)
+    channel.send(("inject", [b"hello", b"!"], [b"k1"]))
+    channel.send(b"?")
+    channel.send(("eof",))
+    received = b""
+    while not received.endswith(b"?"):
+        item = channel.receive(30)
+        assert isinstance(item, bytes), item
+        received += item
+    assert received == b"hello world!?"
+    assert channel.receive(30) == ("exit", 0)
+
+
+def test_an_injection_whose_kept_bytes_never_come_ends_the_command_saying_why(gw: execwire.Gateway) -> None:
+    channel = relay_running_cat(gw, kept_wait=0.2)
+    channel.send(("inject", [b"head", b""], [b"never kept"]))
+    said = b""
+    while True:
+        item = channel.receive(30)
+        if item[0] == "exit":
+            break
+        said += item[1] if item[0] == "stderr" else b""
+    assert item[1] != 0
+    assert b"the kept bytes a frame needs did not arrive within 0.2 seconds" in said
+
+
+leaves = st.one_of(st.none(), st.integers(), st.text(max_size=300), st.binary(max_size=300))
+values = st.recursive(leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.lists(inner, max_size=5).map(tuple),
+    st.dictionaries(st.text(max_size=5), inner, max_size=5)), max_leaves=20)
+
+
+@given(values, st.randoms(use_true_random=False))
+@settings(max_examples=100, deadline=None)
+def test_an_item_in_pieces_is_the_encoding_of_the_item(value, rng) -> None:  # type: ignore[no-untyped-def]
+    """Any part of an item may go by reference: the pieces, put together, are what Channel.send writes."""
+    def with_blobs(node):  # type: ignore[no-untyped-def]
+        if rng.random() < 0.3:
+            return middle_cache.Blob.of(node)
+        if type(node) in (list, tuple):
+            return type(node)(with_blobs(child) for child in node)
+        if type(node) is dict:
+            return {key: with_blobs(child) for key, child in node.items()}
+        return node
+
+    pieces = middle_cache.encode_pieces(with_blobs(value))
+    joined = b"".join(piece.data if isinstance(piece, middle_cache.Blob) else piece for piece in pieces)
+    assert joined == b"".join(wire.encode(value))

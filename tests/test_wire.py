@@ -659,3 +659,16 @@ def test_keys_that_share_only_low_bits_decode_in_linear_time():
     assert wire.loads(raw) == set(keys)
     control = record("set", list(range(2 ** 62, 2 ** 62 + 20_000)))
     assert cpu_seconds(lambda: wire.loads(raw)) < 10 * cpu_seconds(lambda: wire.loads(control)) + 0.05
+
+
+@pytest.mark.parametrize("kind", [list, tuple, dict, set, frozenset])
+@pytest.mark.parametrize("count", [0, 1, 255, 256, 70_000])
+def test_a_container_head_and_its_items_encoded_one_by_one_are_the_encoding_of_the_container(kind, count):  # type: ignore[no-untyped-def]
+    items = [f"item{index}" for index in range(count)]
+    value = dict.fromkeys(items, 7) if kind is dict else kind(items)
+    pieces = [wire.container_head(kind, count)]
+    for item in (value if kind is not dict else items):
+        pieces.extend(wire.encode(item))
+        if kind is dict:
+            pieces.extend(wire.encode(7))
+    assert b"".join(pieces) == b"".join(wire.encode(value))

@@ -11,9 +11,7 @@ Service channel, far to near: ("find", fullname, number) and ("data", path, numb
 {fullname: record or None} (the module asked for and those certain to be imported next), for "data"
 the bytes or None. A record is a dict: source, origin, package, files (a package's data files, paths
 relative to its folder) or refused (why the controller does not serve it) and missing (the far side
-should act as if nothing had been found). Before an answer may come ("module", fullname, record)
-items, records of that answer sent on their own (behind via=, where the relay on the middle gateway
-writes them from what it keeps). Nothing is written on this side: sources live in memory.
+should act as if nothing had been found). Nothing is written on this side: sources live in memory.
 """
 
 import io
@@ -88,15 +86,10 @@ class ForwardingFinder(object):
         self.asked += 1
         number = self.asked
         deadline = time.monotonic() + ANSWER_TIMEOUT
-        sent_first = {}  # ("module", name, record) items: behind via=, the large records come this way
         try:
             self.channel.send(request + (number,))
             while True:
-                item = self.channel.receive(max(deadline - time.monotonic(), 0))
-                if len(item) == 3 and item[0] == "module":
-                    sent_first[item[1]] = item[2]
-                    continue
-                answered, answer = item
+                answered, answer = self.channel.receive(max(deadline - time.monotonic(), 0))
                 if answered == number:
                     break
         except Exception as exc:
@@ -104,8 +97,6 @@ class ForwardingFinder(object):
                               % (what, exc.__class__.__name__, exc))
         if isinstance(answer, tuple) and answer and answer[0] == "error":
             raise ImportError("the controller failed to serve %s: %s" % (what, answer[1]))
-        if sent_first:
-            answer.update(sent_first)
         return answer
 
     def read_data(self, path):

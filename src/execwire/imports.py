@@ -382,22 +382,14 @@ class ImportService:
 
     @staticmethod
     def _reply_by_reference(channel: Channel, number: Any, answer: Any) -> None:
-        """Behind via=, what is large goes by reference, so it crosses the link to the middle once
-        for all the gateways behind it: a module's record as ("module", name, record) before the
-        answer, a data file as the whole answer."""
+        """Behind via=, sources and data files go by reference: they cross the link to the middle
+        once for all the gateways behind it (transports/middle_cache.py)."""
         if isinstance(answer, bytes):
-            middle_cache.send_by_reference(channel, middle_cache.prefix(number), middle_cache.Blob.of(answer))
-            return
-        if isinstance(answer, dict):
-            rest = {}
-            for name, record in answer.items():
-                if record.get("source") and len(record["source"]) >= middle_cache.WORTH_IT:
-                    blob = middle_cache.Blob.of(record)
-                    middle_cache.send_by_reference(channel, middle_cache.prefix("module", name), blob)
-                else:
-                    rest[name] = record
-            answer = rest
-        channel.send((number, answer))
+            answer = middle_cache.Blob.of(answer)
+        elif isinstance(answer, dict):
+            answer = {name: middle_cache.Blob.of(record) if len(record.get("source") or "") >= middle_cache.WORTH_IT
+                      else record for name, record in answer.items()}
+        middle_cache.send_pieces(channel, middle_cache.encode_pieces((number, answer)))
 
     def _locate(self, fullname: str) -> Located:
         located = self._located.get(fullname)

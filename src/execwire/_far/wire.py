@@ -93,6 +93,15 @@ _CONTAINERS = {
 }
 
 
+def container_head(t, n):
+    """The bytes that start the encoding of a ``t`` (list, tuple, dict, set, frozenset) of ``n`` items.
+
+    For encodings put together from pieces (items sent by reference through relays).
+    """
+    short, op32, _ = _CONTAINERS[t]
+    return short[n] if n < 256 else _pack_op_u32(op32, n)
+
+
 _FLAT_MAX = 32  # items in a tuple or list that _encode_flat tries
 _FLAT_BYTES_MAX = 512  # bodies that decode() first tries with decode_flat()
 _FLAT_HEADS = {tuple: _CONTAINERS[tuple][0], list: _CONTAINERS[list][0]}

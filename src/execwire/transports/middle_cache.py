@@ -33,14 +33,15 @@ from . import relay
 if TYPE_CHECKING:
     from .._far.streams import FrameWriter
     from ..gateway import Gateway
+    from .via import ChannelTransport
 
 LIMIT = 256 * 1024 * 1024  # bytes a middle gateway keeps at most
-WORTH_IT = 512  # smaller items are cheaper to send again than to refer to
+WORTH_IT = 256  # bytes: smaller items are cheaper to send again than to refer to
 
 
 @dataclass(frozen=True)
 class Blob:
-    """An encoded value that may be sent by reference: ``data`` is its wire encoding."""
+    """A value inside an item that may travel by reference: ``data`` is its wire encoding."""
 
     key: bytes
     data: bytes
@@ -51,49 +52,78 @@ class Blob:
         return cls(hashlib.blake2b(data, digest_size=16).digest(), data)
 
 
-def prefix(*values: Any) -> bytes:
-    """The encoding of the tuple ``values + (blob's value,)`` up to where the blob's encoding starts."""
-    encoded = b"".join(wire.encode((*values, None)))
-    return encoded[:-1]  # None is the one byte b"N"
+Piece = bytes | Blob  # an item's encoding: literal bytes and values that may go by reference
+
+
+def encode_pieces(value: Any) -> list[Piece]:
+    """The encoding of ``value`` (tuples, lists and dicts walked) with its Blob values left as they are."""
+    if isinstance(value, Blob):
+        return [value]
+    if type(value) in (tuple, list, dict) and _holds_blob(value):
+        pieces: list[Piece] = [wire.container_head(type(value), len(value))]
+        children = [part for pair in value.items() for part in pair] if type(value) is dict else value
+        for child in children:
+            pieces.extend(encode_pieces(child))
+        return pieces
+    return [b"".join(wire.encode(value))]
+
+
+def _holds_blob(value: Any) -> bool:
+    children = value.values() if type(value) is dict else value
+    return any(isinstance(child, Blob) or (type(child) in (tuple, list, dict) and _holds_blob(child))
+               for child in children)
+
+
+def by_reference(channel: Channel) -> bool:
+    """Whether items sent on ``channel`` can be sent by reference (its gateway runs through a relay)."""
+    return _keeper_for(channel) is not None
+
+
+def _keeper_for(channel: Channel) -> Keeper | None:
+    from .via import ChannelTransport
+
+    stream = getattr(getattr(channel, "_writer", None), "stream", None)
+    return stream.keeper() if type(stream) is ChannelTransport else None
+
+
+def send_pieces(channel: Channel, pieces: list[Piece]) -> None:
+    """Send on ``channel`` the item encoded by ``pieces``; behind a relay, its large Blobs cross each link once.
+
+    Blocks for credit and raises as Channel.send does.
+    """
+    keeper = _keeper_for(channel)
+    literals = [b""]  # the relay writes literals[0], kept[keys[0]], literals[1], ... literals[-1]
+    keys: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if isinstance(piece, Blob):
+            if keeper is not None and len(piece.data) >= WORTH_IT and keeper.keep(piece):
+                size += len(piece.data)
+                keys.append(piece.key)
+                literals.append(b"")
+                continue
+            piece = piece.data
+        literals[-1] += piece
+        size += len(piece)
+    if not keys:
+        body = literals[0]
+
+        def write(writer: FrameWriter) -> None:
+            writer.write(frames.DATA, channel.id, [body], size)
+    else:
+        literals[0] = frames.header(frames.DATA, channel.id, size) + literals[0]
+        item = ("inject", literals, keys)
+        transport: ChannelTransport = channel._writer.stream  # type: ignore[assignment]
+
+        def write(writer: FrameWriter) -> None:
+            writer.write_through(lambda _stream: transport.send_item(item))
+
+    channel._send_written_by(size + MIN_COST, write)
 
 
 def _bytes_head(size: int) -> bytes:
     """The encoding of a bytes value of ``size`` bytes, up to its content."""
     return bytes((0x79, size)) if size < 256 else struct.pack(">BI", 0x59, size)
-
-
-def by_reference(channel: Channel) -> bool:
-    """Whether items sent on ``channel`` can be sent by reference (its gateway runs through a relay)."""
-    from .via import ChannelTransport
-
-    stream = getattr(getattr(channel, "_writer", None), "stream", None)
-    return type(stream) is ChannelTransport and stream.keeper() is not None
-
-
-def send_by_reference(channel: Channel, head: bytes, blob: Blob) -> None:
-    """Send on ``channel`` the item encoded as ``head + blob.data``; through relays the blob crosses each link once.
-
-    Blocks for credit and raises as Channel.send does.
-    """
-    from .via import ChannelTransport
-
-    size = len(head) + len(blob.data)
-    stream = channel._writer.stream
-    keeper = stream.keeper() if type(stream) is ChannelTransport else None
-    if keeper is not None and len(blob.data) >= WORTH_IT and keeper.keep(blob):
-        transport: ChannelTransport = stream  # type: ignore[assignment]
-        item = ("inject", frames.header(frames.DATA, channel.id, size) + head, blob.key)
-
-        def inject(writer: FrameWriter) -> None:
-            writer.write_through(lambda _stream: transport.send_item(item))
-
-        channel._send_written_by(size + MIN_COST, inject)
-        return
-
-    def write(writer: FrameWriter) -> None:
-        writer.write(frames.DATA, channel.id, [head, blob.data], size)
-
-    channel._send_written_by(size + MIN_COST, write)
 
 
 class Keeper:
@@ -122,8 +152,8 @@ class Keeper:
                 if self._channel is None:
                     self._channel = self.middle.remote_exec(relay)
                     self._channel.send({"keep": True})
-                head = prefix("keep", blob.key) + _bytes_head(len(blob.data))
-                send_by_reference(self._channel, head, blob)
+                head = b"".join(wire.encode(("keep", blob.key, None)))[:-1] + _bytes_head(len(blob.data))
+                send_pieces(self._channel, [head, blob])
             except Error:
                 self._failed = True  # the middle is going away: the sends to gateways behind it fail too
                 return False

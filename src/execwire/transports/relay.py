@@ -3,11 +3,13 @@
 Shipped with ``remote_exec(module)`` for ``via=ID`` gateways, so it must run on
 Python 3.6 with the standard library only; it imports nothing from execwire.
 
-Near side to relay: first a dict {"argv": [...], "self_python": index or None}
-(the word at that index is replaced by this interpreter's path); then bytes
+Near side to relay: first a dict {"argv": [...], "self_python": index or None,
+"kept_wait": seconds (optional)} (the word at that index is replaced by this
+interpreter's path); then bytes
 for the command's stdin, ("eof",) to close its stdin, ("signal", number),
-("inject", head, key): write ``head`` and then the bytes this gateway keeps
-under ``key`` (a whole frame whose end the near side did not send again).
+("inject", literals, keys): write literals[0], the bytes this gateway keeps
+under keys[0], literals[1], ... (a whole frame, of which the near side did
+not send the kept parts again).
 Relay to near side: ("pid", pid) once started or ("error", text); bytes from
 its stdout; ("stderr", bytes); and ("exit", code) once its stdout ended.
 When the channel ends (the near side closed it or the middle gateway is
@@ -91,7 +93,7 @@ def serve(channel):
     channel.send(("pid", proc.pid))
     errors = _start(_pump, channel, proc.stderr.fileno(), "stderr")  # type: ignore[union-attr]
     output = _start(_pump_stdout, channel, proc, errors)
-    _feed_stdin(channel, proc)
+    _feed_stdin(channel, proc, request.get("kept_wait", KEPT_WAIT))
     output.join(GRACE)  # the command ends once its stdin is closed...
     if output.is_alive():
         _signal_group(proc, signal.SIGKILL)  # ...or is made to (output reaps it: it is not reaped yet)
@@ -133,8 +135,8 @@ def _pump_stdout(channel, proc, errors):
         pass
 
 
-def _feed_stdin(channel, proc):
-    # type: (Any, Any) -> None
+def _feed_stdin(channel, proc, kept_wait):
+    # type: (Any, Any, float) -> None
     fd = proc.stdin.fileno()
     writable = True
     while True:
@@ -151,26 +153,32 @@ def _feed_stdin(channel, proc):
         elif item[0] == "signal":
             _signal_group(proc, item[1])
         elif item[0] == "inject" and writable:
-            writable = _inject(channel, proc, fd, item[1], item[2])
+            writable = _inject(channel, proc, fd, item[1], item[2], kept_wait)
     try:
         proc.stdin.close()
     except OSError:
         pass
 
 
-def _inject(channel, proc, fd, head, key):
-    # type: (Any, Any, int, bytes, Any) -> bool
-    """Write a frame whose end this gateway keeps; without it the stream cannot go on: end the command."""
-    data = kept_of(channel.gateway).get(key, KEPT_WAIT)
-    if data is None:
-        try:
-            channel.send(("stderr", b"execwire relay: the kept bytes a frame needs did not arrive within "
-                                    b"%d seconds; the gateway cannot go on\n" % KEPT_WAIT))
-        except OSError:
-            pass
-        _signal_group(proc, signal.SIGKILL)
-        return False
-    return _write_all(fd, head) and _write_all(fd, data)
+def _inject(channel, proc, fd, literals, keys, kept_wait):
+    # type: (Any, Any, int, Any, Any, float) -> bool
+    """Write a frame made of literal bytes and bytes this gateway keeps; if some never come, the
+    stream cannot go on: end the command, saying why."""
+    kept = kept_of(channel.gateway)
+    pieces = [literals[0]]
+    for index, key in enumerate(keys):
+        data = kept.get(key, kept_wait)
+        if data is None:
+            try:
+                channel.send(("stderr", b"execwire relay: the kept bytes a frame needs did not arrive within "
+                                        b"%g seconds; the gateway cannot go on\n" % kept_wait))
+            except OSError:
+                pass
+            _signal_group(proc, signal.SIGKILL)
+            return False
+        pieces.append(data)
+        pieces.append(literals[index + 1])
+    return all(_write_all(fd, piece) for piece in pieces if piece)
 
 
 def _signal_group(proc, number):
