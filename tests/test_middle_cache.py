@@ -20,6 +20,7 @@ from pythons import matrix
 from sshd import SshServer
 
 import execwire
+from execwire import bootstrap
 from execwire._far import wire
 from execwire.transports import middle_cache, relay
 
@@ -153,9 +154,10 @@ def relay_running_cat(gateway: execwire.Gateway, kept_wait: float = 60.0) -> exe
 
 
 def test_the_relay_writes_a_head_then_what_its_gateway_keeps(gw: execwire.Gateway) -> None:
-    keeper = gw.remote_exec(relay)
-    keeper.send({"keep": True})
-    keeper.send(("keep", b"k1", b" world"))
+    opening = gw.remote_exec(relay)
+    opening.send({"keep": True})
+    store = opening.receive(30)
+    store.send(("keep", b"k1", b" world"))
     channel = relay_running_cat(gw)
     channel.send(("inject", [b"hello", b"!"], [b"k1"]))
     channel.send(b"?")
@@ -204,3 +206,17 @@ def test_an_item_in_pieces_is_the_encoding_of_the_item(value, rng) -> None:  # t
     pieces = middle_cache.encode_pieces(with_blobs(value))
     joined = b"".join(piece.data if isinstance(piece, middle_cache.Blob) else piece for piece in pieces)
     assert joined == b"".join(wire.encode(value))
+
+
+def test_starting_gateways_behind_a_middle_and_shipping_them_long_code_sends_each_once(
+        group: execwire.Group) -> None:
+    """The far program (stage 2 of the bootstrap) and long shipped code cross the link to the middle once."""
+    code = "DATA = %r\nchannel.send(len(DATA))\n" % ("z" * 60_000)
+    middle = group.makegateway("popen//id=middle")
+    first = group.makegateway("popen//via=middle")
+    assert first.remote_exec(code).receive(30) == 60_000
+    before = bytes_read(middle)
+    more = [group.makegateway("popen//via=middle") for _ in range(3)]
+    assert [gateway.remote_exec(code).receive(30) for gateway in more] == [60_000] * 3
+    once = len(bootstrap.stage2()) + len(code)
+    assert bytes_read(middle) - before < once  # each start and each code once: three times that

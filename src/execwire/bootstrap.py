@@ -128,5 +128,9 @@ def stage1(marshalled: bool = False) -> str:
 
 def boot_bytes(config: dict[str, object], marshalled: bool = False) -> bytes:
     """Everything the near side writes first: stage 2, then the CONFIG frame."""
+    return stage2(marshalled) + config_frame(config)
+
+
+def config_frame(config: dict[str, object]) -> bytes:
     payload = b"".join(bytes(part) for part in wire.encode(config))
-    return stage2(marshalled) + frames.header(frames.CONFIG, 0, len(payload)) + payload
+    return frames.header(frames.CONFIG, 0, len(payload)) + payload

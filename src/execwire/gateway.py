@@ -109,11 +109,39 @@ def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: di
         raise TypeError("keyword arguments to remote_exec are only for functions")
     if hint is not None:
         hint(text)
+    if len(text) >= SHARED_SOURCE and not kwargs:
+        return [SharedSource((text, filename, funcname, kwargs))]
     try:
         request = wire.encode((text, filename, funcname, kwargs), channel_type)
     except wire.DumpError as exc:
         raise wire.DumpError(f"remote_exec keyword arguments: {exc}") from None
     return request
+
+
+SHARED_SOURCE = 2048  # characters of shipped source from which gateways behind one middle share it
+
+
+class SharedSource(bytes):
+    """The encoded EXEC payload of a long source, which can also be sent by reference behind via=."""
+
+    request: tuple[str, str, str | None, dict[str, Any]]
+
+    def __new__(cls, request: tuple[str, str, str | None, dict[str, Any]]) -> SharedSource:
+        encoded = super().__new__(cls, b"".join(wire.encode(request)))
+        encoded.request = request
+        return encoded
+
+    def sent_by_reference(self, channel: Channel) -> bool:
+        """Write the EXEC frame for ``channel`` with the source by reference, if its gateway runs through
+        a relay: True if done."""
+        from .transports import middle_cache
+
+        if not middle_cache.by_reference(channel):
+            return False
+        text, *rest = self.request
+        pieces = middle_cache.encode_pieces((middle_cache.Blob.of(text), *rest))
+        middle_cache.write_pieces(channel._writer, frames.EXEC, channel.id, pieces)
+        return True
 
 
 def apply_spec_limits(gateway: Any, spec: XSpec) -> None:
@@ -305,7 +333,8 @@ class Gateway(BaseGateway):
                                self._string_filename)
         channel = self.newchannel()
         try:
-            self._send(frames.EXEC, channel.id, request)
+            if not (isinstance(request[0], SharedSource) and request[0].sent_by_reference(channel)):
+                self._send(frames.EXEC, channel.id, request)
         except GatewayLostError:
             self._protocol._forget(channel)
             if not self._ready.is_set() or self._start_error is not None:  # died while starting: say why,

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from . import _imports_far
 from ._far.channel import Channel
 from ._far.errors import Error, GatewayLostError
-from .transports import middle_cache
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -372,6 +371,8 @@ class ImportService:
         except Exception as exc:  # the far import must not wait for an answer that never comes
             answer = ("error", f"{type(exc).__name__}: {exc}")
         self.requests += 1
+        from .transports import middle_cache  # (hashlib: only when answers are sent)
+
         try:
             if middle_cache.by_reference(channel):
                 self._reply_by_reference(channel, number, answer)
@@ -384,6 +385,8 @@ class ImportService:
     def _reply_by_reference(channel: Channel, number: Any, answer: Any) -> None:
         """Behind via=, sources and data files go by reference: they cross the link to the middle
         once for all the gateways behind it (transports/middle_cache.py)."""
+        from .transports import middle_cache
+
         if isinstance(answer, bytes):
             answer = middle_cache.Blob.of(answer)
         elif isinstance(answer, dict):

@@ -33,9 +33,9 @@ from . import relay
 if TYPE_CHECKING:
     from .._far.streams import FrameWriter
     from ..gateway import Gateway
-    from .via import ChannelTransport
 
 LIMIT = 256 * 1024 * 1024  # bytes a middle gateway keeps at most
+OPEN_TIMEOUT = 60.0  # seconds the middle may take to open its store
 WORTH_IT = 256  # bytes: smaller items are cheaper to send again than to refer to
 
 
@@ -48,7 +48,12 @@ class Blob:
 
     @classmethod
     def of(cls, value: Any) -> Blob:
-        data = b"".join(wire.encode(value))
+        """The blob of a value: its wire encoding."""
+        return cls.raw(b"".join(wire.encode(value)))
+
+    @classmethod
+    def raw(cls, data: bytes) -> Blob:
+        """The blob of bytes to write as they are (stage 2 of the bootstrap)."""
         return cls(hashlib.blake2b(data, digest_size=16).digest(), data)
 
 
@@ -76,14 +81,45 @@ def _holds_blob(value: Any) -> bool:
 
 def by_reference(channel: Channel) -> bool:
     """Whether items sent on ``channel`` can be sent by reference (its gateway runs through a relay)."""
-    return _keeper_for(channel) is not None
+    return _keeper_for(channel._writer) is not None
 
 
-def _keeper_for(channel: Channel) -> Keeper | None:
+def _keeper_for(writer: FrameWriter) -> Keeper | None:
     from .via import ChannelTransport
 
-    stream = getattr(getattr(channel, "_writer", None), "stream", None)
+    stream = writer.stream
     return stream.keeper() if type(stream) is ChannelTransport else None
+
+
+class PiecedFrame:
+    """A frame made of pieces, its Blobs by reference where the middle keeps them (sent to it now if need be)."""
+
+    def __init__(self, writer: FrameWriter, msgtype: int, channel_id: int, pieces: list[Piece]) -> None:
+        keeper = _keeper_for(writer)
+        self.msgtype = msgtype
+        self.channel_id = channel_id
+        self.literals = [b""]  # the relay writes literals[0], kept[keys[0]], literals[1], ... literals[-1]
+        self.keys: list[bytes] = []
+        self.size = 0
+        for piece in pieces:
+            if isinstance(piece, Blob):
+                if keeper is not None and len(piece.data) >= WORTH_IT and keeper.keep(piece):
+                    self.size += len(piece.data)
+                    self.keys.append(piece.key)
+                    self.literals.append(b"")
+                    continue
+                piece = piece.data
+            self.literals[-1] += piece
+            self.size += len(piece)
+
+    def write(self, writer: FrameWriter) -> None:
+        """Write the frame (holding the writer's lock)."""
+        if not self.keys:
+            writer.write(self.msgtype, self.channel_id, [self.literals[0]], self.size)
+            return
+        head = frames.header(self.msgtype, self.channel_id, self.size)
+        item = ("inject", [head + self.literals[0], *self.literals[1:]], self.keys)
+        writer.write_through(lambda transport: transport.send_item(item))
 
 
 def send_pieces(channel: Channel, pieces: list[Piece]) -> None:
@@ -91,34 +127,15 @@ def send_pieces(channel: Channel, pieces: list[Piece]) -> None:
 
     Blocks for credit and raises as Channel.send does.
     """
-    keeper = _keeper_for(channel)
-    literals = [b""]  # the relay writes literals[0], kept[keys[0]], literals[1], ... literals[-1]
-    keys: list[bytes] = []
-    size = 0
-    for piece in pieces:
-        if isinstance(piece, Blob):
-            if keeper is not None and len(piece.data) >= WORTH_IT and keeper.keep(piece):
-                size += len(piece.data)
-                keys.append(piece.key)
-                literals.append(b"")
-                continue
-            piece = piece.data
-        literals[-1] += piece
-        size += len(piece)
-    if not keys:
-        body = literals[0]
+    frame = PiecedFrame(channel._writer, frames.DATA, channel.id, pieces)
+    channel._send_written_by(frame.size + MIN_COST, frame.write)
 
-        def write(writer: FrameWriter) -> None:
-            writer.write(frames.DATA, channel.id, [body], size)
-    else:
-        literals[0] = frames.header(frames.DATA, channel.id, size) + literals[0]
-        item = ("inject", literals, keys)
-        transport: ChannelTransport = channel._writer.stream  # type: ignore[assignment]
 
-        def write(writer: FrameWriter) -> None:
-            writer.write_through(lambda _stream: transport.send_item(item))
-
-    channel._send_written_by(size + MIN_COST, write)
+def write_pieces(writer: FrameWriter, msgtype: int, channel_id: int, pieces: list[Piece]) -> None:
+    """Write a frame of another type (EXEC) made of ``pieces``, its large Blobs by reference if it can."""
+    frame = PiecedFrame(writer, msgtype, channel_id, pieces)
+    with writer.lock:
+        frame.write(writer)
 
 
 def _bytes_head(size: int) -> bytes:
@@ -150,12 +167,13 @@ class Keeper:
                 return False
             try:
                 if self._channel is None:
-                    self._channel = self.middle.remote_exec(relay)
-                    self._channel.send({"keep": True})
+                    opening = self.middle.remote_exec(relay)
+                    opening.send({"keep": True})
+                    self._channel = opening.receive(OPEN_TIMEOUT)
                 head = b"".join(wire.encode(("keep", blob.key, None)))[:-1] + _bytes_head(len(blob.data))
                 send_pieces(self._channel, [head, blob])
-            except Error:
-                self._failed = True  # the middle is going away: the sends to gateways behind it fail too
+            except (Error, EOFError):
+                self._failed = True  # the middle is going away (or cannot keep): send as before
                 return False
             self.kept.add(blob.key)
             self.size += len(blob.data)

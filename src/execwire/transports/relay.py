@@ -18,8 +18,9 @@ end within a few seconds. The command runs in a session of its own; once it
 has ended, what is left of its process group (what it started) is killed
 before the end is reported, so ("exit", code) means nothing of it runs any more.
 
-The same module, first sent {"keep": True}, is this gateway's store of what
-relays inject: ("keep", key, bytes) items, kept for the gateway's life
+The same module, first sent {"keep": True}, opens this gateway's store of
+what relays inject and sends back its channel, on which the near side sends
+("keep", key, bytes) items, kept for the gateway's life
 (transports/middle_cache.py says what goes in and why).
 """
 
@@ -67,9 +68,19 @@ def kept_of(gateway):
 
 def keep(channel):
     # type: (Any) -> None
+    """Open the channel the near side sends what to keep on, and keep it in a thread of its own
+    (this remote_exec ends: remote_status() counts the user's code only)."""
+    gateway = channel.gateway
+    store = gateway.newchannel()
+    gateway.service_channels = getattr(gateway, "service_channels", 0) + 1
+    _start(_keep_all, store, kept_of(gateway))
+    channel.send(store)
+
+
+def _keep_all(store, kept):
+    # type: (Any, Kept) -> None
     """Keep what arrives until the channel ends (the near side sends each key once)."""
-    kept = kept_of(channel.gateway)
-    for item in channel:
+    for item in store:
         kept.put(item[1], item[2])
 
 

@@ -11,6 +11,7 @@ GatewayLostError).
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from ..process import Process, StderrCollector
 from ..spec import XSpec
 from . import relay
 from .command import far_config
-from .middle_cache import Keeper, keeper_of
+from .middle_cache import Blob, Keeper, keeper_of
 from .prefix import Launch
 
 if TYPE_CHECKING:
@@ -56,10 +57,26 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
                                  f"{launch.what} on gateway {via!r}", timeout, collector)
     process = RelayProcess(transport, collector, launch)
     try:
-        FrameWriter(transport).send_raw(bootstrap.boot_bytes(far_config(spec, gateway_id, debug, services)))
+        send_boot(transport, far_config(spec, gateway_id, debug, services))
     except GatewayLostError:
         pass  # the reader reports why
     return transport, process
+
+
+def send_boot(transport: ChannelTransport, config: dict[str, object]) -> None:
+    """Stage 2 and the CONFIG frame; stage 2 written by the relay from what the middle keeps, if it can
+    (gateways behind one middle share it: it crosses the link to the middle once)."""
+    stage2 = stage2_blob()
+    keeper = transport.keeper()
+    if keeper is not None and keeper.keep(stage2):
+        transport.send_item(("inject", [b"", bootstrap.config_frame(config)], [stage2.key]))
+    else:
+        FrameWriter(transport).send_raw(stage2.data + bootstrap.config_frame(config))
+
+
+@functools.cache
+def stage2_blob() -> Blob:
+    return Blob.raw(bootstrap.stage2())
 
 
 def first_item(buffers: list[Any]) -> bytes:
