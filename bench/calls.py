@@ -10,8 +10,9 @@
    multiprocessing.Pool(4), all warm, at chunksize 1 and 100 (calls per second).
 3. 100 calls that sleep 50 ms each over 4 gateways: wall time against the ideal (100 * 50 ms / 4).
 4. Behind via=: the bytes a middle gateway reads while 4 gateways behind it import that package of
-   100 modules, in copies of the package's sources, with the middle keeping what it passed on and
-   without (each gateway's copy crossing the middle's link).
+   100 modules, in copies of the package's sources, and while 3 more gateways start behind it and
+   are each shipped 60 KB of code; with the middle keeping what it passed on, and without (each
+   gateway's copy crossing the middle's link).
 """
 
 from __future__ import annotations
@@ -90,17 +91,19 @@ def bytes_read(pid: int) -> int:
 
 
 def measure_via(root: Path, inner: int = 4) -> list[str]:
+    """Bytes a middle gateway reads: keeping what it passes on (as execwire does) and not (LIMIT 0)."""
     from execwire.transports import middle_cache
 
     name = "viapkg"
     write_package(root, name, True)
     package = sum(len(path.read_bytes()) for path in (root / name).iterdir())
-    figures = {}
+    code = "DATA = %r\nchannel.send(len(DATA))\n" % ("z" * 60_000)
+    imported, started = {}, {}
     sys.path.insert(0, str(root))
-    saved = middle_cache.WORTH_IT
+    saved = middle_cache.LIMIT
     try:
         for keeping in (True, False):
-            middle_cache.WORTH_IT = saved if keeping else 1 << 62
+            middle_cache.LIMIT = saved if keeping else 0
             with execwire.Group() as group:
                 middle = group.makegateway("popen//id=middle")
                 behind = [group.makegateway("popen//via=middle") for _ in range(inner)]
@@ -109,12 +112,19 @@ def measure_via(root: Path, inner: int = 4) -> list[str]:
                 before = bytes_read(middle._rinfo().pid)
                 for gateway in behind:
                     gateway.remote_exec(import_code(name, True)).receive(120)
-                figures[keeping] = (bytes_read(middle._rinfo().pid) - before) / package
+                imported[keeping] = (bytes_read(middle._rinfo().pid) - before) / package
+                before = bytes_read(middle._rinfo().pid)
+                for gateway in [group.makegateway("popen//via=middle") for _ in range(3)]:
+                    gateway.remote_exec(code).receive(120)
+                started[keeping] = (bytes_read(middle._rinfo().pid) - before) / 1024
     finally:
-        middle_cache.WORTH_IT = saved
+        middle_cache.LIMIT = saved
         sys.path.remove(str(root))
     return [f"via: {inner} gateways behind one middle import {MODULES} modules ({package / 1024:.0f} KiB): the middle "
-            f"read {figures[True]:.2f} copies keeping what it passed on, {figures[False]:.2f} copies without"]
+            f"read {imported[True]:.2f} copies keeping what it passed on, {imported[False]:.2f} copies without",
+            f"via: 3 more gateways started behind it, each shipped 60 KB of code: the middle read "
+            f"{started[True]:.0f} KiB keeping, {started[False]:.0f} KiB without "
+            f"(ratio {started[True] / started[False]:.2f})"]
 
 
 def rate(count: int, seconds: float) -> str:

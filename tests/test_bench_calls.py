@@ -23,5 +23,6 @@ def test_calls_bench_prints_every_figure() -> None:
     assert any("import 100 modules (each imported by the code): forwarded cold 1 round trips" in line
                for line in lines)
     assert any("via: 4 gateways behind one middle import 100 modules" in line for line in lines)
+    assert any("via: 3 more gateways started behind it" in line for line in lines)
     assert sum("map of 200 tiny calls" in line for line in lines) == 4
     assert any(line.startswith("8 calls of 50 ms over 4 gateways") for line in lines)
