@@ -1,19 +1,19 @@
 """Items that cross each link once: a middle gateway keeps what its relays inject.
 
 Gateways behind ``via=`` get their bytes from a relay on the middle gateway
-(relay.py). When several of them are sent the same large item (a module's
-source for import forwarding, a data file), the bytes would cross the link to
-the middle once per gateway. Instead the middle keeps them, once, under a
-digest (``("keep", key, bytes)`` on a keeper channel of its own), and each
-relay is told to write a frame's head and then the kept bytes
-(``("inject", head, key)``). The inner gateway sees an ordinary DATA frame;
-credit and channel states are taken on this side as for any send. Keeping
-through several hops works the same way: the keep item itself is sent by
-reference to the middle's own middle.
+(relay.py). When several of them are sent the same large thing (the far
+program at start, long shipped code, a forwarded module's source, a data
+file), it would cross the link to the middle once per gateway. Instead the
+middle keeps it, once, under a digest (``("keep", key, bytes)`` on a store
+channel the middle opens), and relays are told to write a frame made of literal
+bytes and kept ones (``("inject", literals, keys)``). The inner gateway sees an
+ordinary frame; credit and channel states are taken on this side as for any
+send. Through several hops it works the same way: the keep item itself is sent
+by reference to the middle's own middle.
 
-Only what a middle has room for is kept (LIMIT bytes per middle gateway); the
-rest is sent as before. A middle with the main_thread_only exec model keeps
-nothing (its keeper would take the main thread for good).
+A middle keeps at most LIMIT bytes; the rest is sent as before. A middle with
+the main_thread_only exec model keeps nothing (its relays hold the main thread,
+so it could not open its store).
 """
 
 from __future__ import annotations
