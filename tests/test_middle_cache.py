@@ -61,15 +61,22 @@ def import_on_each(gateways: list[execwire.Gateway], expected: tuple[str, str]) 
         assert gateway.remote_exec(USES_BIG).receive(60) == expected
 
 
+def assert_imports_cost_each_middle_one_copy(middles: list[execwire.Gateway], inner: list[execwire.Gateway],
+                                             expected: tuple[str, str]) -> None:
+    """Each gateway of ``inner`` imports the package; each middle read less than one and a half copies."""
+    for gateway in inner:
+        gateway._rinfo()
+    before = [bytes_read(middle) for middle in middles]
+    import_on_each(inner, expected)
+    for middle, read in zip(middles, before, strict=True):
+        assert bytes_read(middle) - read < 1.5 * PAYLOAD, middle.id  # one copy per gateway without keeping
+
+
 def test_three_gateways_via_one_middle_cost_its_link_one_copy(group: execwire.Group, packages: Packages) -> None:
     expected = write_big(packages)
     middle = group.makegateway("popen//id=middle")
     inner = [group.makegateway(f"popen//via=middle//id=inner{index}") for index in range(3)]
-    for gateway in inner:
-        gateway._rinfo()
-    before = bytes_read(middle)
-    import_on_each(inner, expected)
-    assert bytes_read(middle) - before < 1.5 * PAYLOAD  # three copies without the cache
+    assert_imports_cost_each_middle_one_copy([middle], inner, expected)
 
 
 def test_through_two_hops_each_link_carries_it_once(group: execwire.Group, packages: Packages) -> None:
@@ -77,12 +84,7 @@ def test_through_two_hops_each_link_carries_it_once(group: execwire.Group, packa
     first = group.makegateway("popen//id=first")
     second = group.makegateway("popen//via=first//id=second")
     inner = [group.makegateway(f"popen//via=second//id=inner{index}") for index in range(2)]
-    for gateway in inner:
-        gateway._rinfo()
-    before = bytes_read(first), bytes_read(second)
-    import_on_each(inner, expected)
-    assert bytes_read(first) - before[0] < 1.5 * PAYLOAD
-    assert bytes_read(second) - before[1] < 1.5 * PAYLOAD
+    assert_imports_cost_each_middle_one_copy([first, second], inner, expected)
 
 
 def test_gateways_via_an_ssh_host_share_what_crossed_the_ssh_link(sshd: SshServer, group: execwire.Group,
@@ -90,11 +92,7 @@ def test_gateways_via_an_ssh_host_share_what_crossed_the_ssh_link(sshd: SshServe
     expected = write_big(packages)
     host = group.makegateway(sshd.spec("id=host"))
     inner = [group.makegateway(f"popen//via=host//python=python3//id=worker{index}") for index in range(2)]
-    for gateway in inner:
-        gateway._rinfo()
-    before = bytes_read(host)
-    import_on_each(inner, expected)
-    assert bytes_read(host) - before < 1.5 * PAYLOAD
+    assert_imports_cost_each_middle_one_copy([host], inner, expected)
 
 
 OLD_AND_NEW = matrix()  # 3.6 to 3.13 and PyPy 3, those present
@@ -106,11 +104,7 @@ def test_a_middle_and_gateways_behind_it_on_every_far_python(group: execwire.Gro
     expected = write_big(packages)
     middle = group.makegateway(f"popen//python={python.command}//id=middle")
     inner = [group.makegateway(f"popen//via=middle//python={python.command}") for _ in range(2)]
-    for gateway in inner:
-        gateway._rinfo()
-    before = bytes_read(middle)
-    import_on_each(inner, expected)
-    assert bytes_read(middle) - before < 1.5 * PAYLOAD
+    assert_imports_cost_each_middle_one_copy([middle], inner, expected)
 
 
 def test_each_gateway_keeps_its_own_policy_behind_a_middle_that_has_the_module(
