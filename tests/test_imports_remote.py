@@ -4,6 +4,9 @@ via, a socket server, and a command prefix. The far sides see the packages only 
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import call_targets
 import pytest
 from forwarding import Packages, write_shop
@@ -56,6 +59,16 @@ def test_socket_server(group: execwire.Group, packages: Packages) -> None:
 def test_command_prefix(group: execwire.Group, packages: Packages) -> None:
     write_shop(packages)
     check_forwarding(group.makegateway("exec=env -i python3"))
+
+
+def test_sudo_prefix(group: execwire.Group, packages: Packages, unprivileged_user: pwd.struct_passwd) -> None:
+    """As another user, who cannot read the controller's files: everything comes by forwarding."""
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("/usr/bin/python3 (that any user can run) is not installed")
+    write_shop(packages)
+    gw = group.makegateway(f"sudo={unprivileged_user.pw_name}//python=/usr/bin/python3//chdir=/tmp")
+    assert gw.remote_exec("import os; channel.send(os.getuid())").receive(30) == unprivileged_user.pw_uid
+    check_forwarding(gw)
 
 
 def test_executor_over_ssh_and_via(sshd: SshServer, packages: Packages) -> None:

@@ -12,7 +12,7 @@ a pdb.Pdb runs here with a file-like over that channel as its stdin and stdout:
 answer ("" at the end of input); while it waits, ("complete", text, line, begin,
 end) asks what Tab offers, answered with ("completions", names). Closing the channel ends the session: on
 continue without breakpoints, on quit, and once the code the session started in
-returns. execwire's own frames are never stepped into.
+returns. execwire's own frames are never stepped into, nor shown by where, up and down.
 """
 
 import os
@@ -178,6 +178,27 @@ def _is_ours(frame, link):
         link is not None and frame.f_code.co_filename in link.own_files)
 
 
+def user_stack(stack, index, link):
+    """The part of pdb's ``stack`` (and ``index`` in it) that where, up and down show: the shipped code's.
+
+    Frames below the execwire frame the code was entered from (threading's, execwire's)
+    are left out, and so are execwire frames the code called into.
+    """
+    ours = [_is_ours(frame, link) for frame, _ in stack]
+    current = index
+    while current >= 0 and ours[current]:  # post-mortem: the exception may have come out of our code
+        current -= 1
+    if current < 0:
+        return stack, index
+    start = current
+    while start > 0 and not ours[start - 1]:
+        start -= 1
+    if start == 0:
+        return stack, index  # not entered from execwire's code: a stack of the user's own
+    kept = [position for position in range(start, len(stack)) if not ours[position]]
+    return [stack[position] for position in kept], kept.index(current)
+
+
 def _outermost_user_frame(frame):
     """The frame the shipped code was entered by: the session ends when it returns."""
     link = upstream.current()
@@ -211,6 +232,10 @@ def _debugger_class():
             if _is_ours(frame, self._link):
                 return False
             return pdb.Pdb.stop_here(self, frame)
+
+        def get_stack(self, frame, traceback):
+            stack, index = pdb.Pdb.get_stack(self, frame, traceback)
+            return user_stack(stack, index, self._link)
 
         def dispatch_return(self, frame, arg):
             try:
