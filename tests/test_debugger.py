@@ -196,6 +196,40 @@ def test_breakpoints_over_ssh_and_through_via(tmp_path, env, sshd: SshServer):
         terminal.close()
 
 
+WHERE = """
+    import execwire
+
+    gateway = execwire.makegateway("popen")
+    print("result", gateway.remote_exec('''
+    def inner(n):
+        breakpoint()
+        return n + 1
+    channel.send(inner(1))
+    ''').receive(timeout=60), flush=True)
+    gateway.exit()
+"""
+
+
+def test_where_and_up_show_the_shipped_code_only(tmp_path, env):
+    terminal = Terminal(controller(tmp_path, WHERE), env)
+    try:
+        terminal.read_until("(Pdb) ")
+        terminal.write("where\n")
+        stack = terminal.read_until("(Pdb) ")
+        assert stack.index("<module>()\n-> channel.send(inner(1))") < stack.index("inner()\n")
+        assert stack.split("where\n", 1)[1].startswith("  <remote_exec>(5)<module>()")  # the shipped code first
+        assert "_far" not in stack and "threading" not in stack and "execwire" not in stack
+        terminal.write("up\n")
+        assert "-> channel.send(inner(1))" in terminal.read_until("(Pdb) ")
+        terminal.write("up\n")  # and no further: execwire's frames are not the user's to walk into
+        assert "Oldest frame" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        assert "result 2" in terminal.read_until("result 2\n")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
 def test_quit_ends_the_session_and_raises_bdbquit_in_the_far_code(tmp_path, env):
     program = """
         import execwire
@@ -253,6 +287,11 @@ def test_execwire_run_pdb_starts_post_mortem_at_an_uncaught_exception(tmp_path, 
         assert "5\n" in terminal.read_until("(Pdb) ")
         terminal.write("up\n")
         assert "-> divide(value)" in terminal.read_until("(Pdb) ")
+        terminal.write("up\n")  # the script's frame is the oldest: the far job's frames are hidden
+        assert "Oldest frame" in terminal.read_until("(Pdb) ")
+        terminal.write("where\n")
+        stack = terminal.read_until("(Pdb) ")
+        assert stack.count("\n> ") + stack.count("\n  ") == 2 and "far_job" not in stack
         terminal.write("q\n")
         assert terminal.wait() == 1
     finally:
@@ -301,16 +340,90 @@ def test_breakpoint_in_execwire_shell(env):
         terminal.close()
 
 
-def test_ctrl_c_at_the_pdb_prompt_ends_execwire_run_and_leaves_the_terminal_as_it_was(env):
+def terminal_settings_as_before(terminal: Terminal) -> None:
     import termios
 
-    terminal = Terminal([*CLI, "run", "-c", "breakpoint()\nprint('not reached')"], env)
+    settings = termios.tcgetattr(terminal.fd)
+    assert settings[3] & termios.ECHO and settings[3] & termios.ICANON  # readline's raw mode was undone
+    assert settings[6][termios.VINTR] == b"\x03"  # Ctrl-C is the interrupt key again
+
+
+LOOPS = "x = 1\nbreakpoint()\nwhile True:\n    x += 1\n    if x == 1000:\n        print('running', flush=True)\n"
+
+
+def test_ctrl_c_at_the_pdb_prompt_of_execwire_run_gives_a_new_prompt_and_breaks_into_running_code(env):
+    terminal = Terminal([*CLI, "run", "-c", LOOPS], env)
     try:
         shown = terminal.read_until("(Pdb) ")
         assert "starting" not in shown.rpartition("execwire: pdb on gateway")[2]  # no status block drawn over it
+        terminal.write("p x")
+        terminal.write("\x03")  # what was typed goes, pdb says so and prompts again
+        assert "^C\n--KeyboardInterrupt--\n(Pdb) " in terminal.read_until("(Pdb) ")
+        terminal.write("p x\n")
+        assert terminal.read_until("(Pdb) ") == "p x\n1\n(Pdb) "
+        terminal.write("b 2\n")  # a breakpoint the loop never reaches: continue keeps the session
+        terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        terminal.read_until("running\n")
+        terminal.write("\x03")  # the far code runs: Ctrl-C stops it where it is
+        stopped = terminal.read_until("(Pdb) ")
+        assert "Program interrupted. (Use 'cont' to resume).\n> <string>(" in stopped
+        terminal.write("p x > 1\n")
+        assert "True\n" in terminal.read_until("(Pdb) ")
+        terminal.write("q\n")  # the way out
+        assert "BdbQuit" in terminal.read_until("BdbQuit")
+        assert terminal.wait() == 1
+        terminal_settings_as_before(terminal)
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_at_the_post_mortem_prompt_gives_a_new_prompt_and_ctrl_d_ends_it(env):
+    terminal = Terminal([*CLI, "run", "--pdb", "-c", "x = 7\n1 / 0"], env)
+    try:
+        terminal.read_until("(Pdb) ")
         terminal.write("\x03")
-        assert terminal.wait() == 130
-        flags = termios.tcgetattr(terminal.fd)[3]
-        assert flags & termios.ECHO and flags & termios.ICANON  # readline's raw mode was undone
+        assert "--KeyboardInterrupt--\n(Pdb) " in terminal.read_until("(Pdb) ")
+        terminal.write("p x\n")
+        assert "7\n" in terminal.read_until("(Pdb) ")
+        terminal.write("\x04")  # end of input: pdb quits
+        assert terminal.wait() == 1
+        terminal_settings_as_before(terminal)
+    finally:
+        terminal.close()
+
+
+CTRL_C_IN_A_PROGRAM = """
+    import termios, sys
+    import execwire
+
+    gateway = execwire.makegateway("popen")
+    try:
+        gateway.remote_exec("x = 3\\nbreakpoint()\\nchannel.send('not reached')").receive(timeout=60)
+    except execwire.RemoteError as exc:
+        print("far code raised", exc.type_name, flush=True)
+    interrupt_key = termios.tcgetattr(sys.stdin.fileno())[6][termios.VINTR]
+    print("interrupt key", interrupt_key, flush=True)
+    gateway.exit()
+"""
+
+
+def test_ctrl_c_at_the_prompt_of_a_far_breakpoint_keeps_the_session_and_the_program(tmp_path, env):
+    terminal = Terminal(controller(tmp_path, CTRL_C_IN_A_PROGRAM), env)
+    try:
+        terminal.read_until("(Pdb) ")
+        for _ in range(2):
+            terminal.write("\x03")
+            assert "--KeyboardInterrupt--\n(Pdb) " in terminal.read_until("(Pdb) ")
+        terminal.write("p x\n")
+        assert "3\n" in terminal.read_until("(Pdb) ")
+        terminal.write("\x1b[A\x1b[A\n")  # two back in the history: still p x, as no ^C line was kept
+        recalled = terminal.read_until("(Pdb) ")
+        assert "3\n" in recalled and "KeyboardInterrupt" not in recalled
+        terminal.write("\x04")
+        assert "far code raised bdb.BdbQuit" in terminal.read_until("BdbQuit\n")
+        assert "interrupt key b'\\x03'" in terminal.read_until("\n")  # restored for the rest of the program
+        assert terminal.wait() == 0
+        terminal_settings_as_before(terminal)
     finally:
         terminal.close()

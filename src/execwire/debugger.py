@@ -6,11 +6,19 @@ terminal at a time (across all gateways of this process); the others wait for it
 Lines are read with input(), so readline's editing and history apply when it is
 there. Without a terminal on stdin and stdout the session is refused at once, and
 the far code gets DebuggerUnavailable saying why.
+
+Ctrl-C behaves as at a local pdb's prompt. While we read a line, the terminal's
+interrupt key is switched off and readline binds it to end the line as a lone ^C,
+which goes to the far pdb as ("interrupt",): KeyboardInterrupt there, and a new
+prompt. While the far code runs, Ctrl-C is this process's SIGINT; a program whose
+SIGINT handler asks interrupt() first (the execwire command does) has it sent on
+the session's interrupts channel instead, and the far pdb stops at the next line.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +37,13 @@ COMPLETE_WAIT = 10.0  # seconds Tab waits for the far pdb's completions
 before_session: list[Callable[[], object]] = []
 _saved_terminal: list[Any] = []  # the terminal's settings while a session has it, for _restore_terminal
 _restorer_registered = False
+_console: Console | None = None  # the session that has the terminal
+INTERRUPT = "\x03"  # the line the interrupt key ends a line with, while a session reads
+# readline: Ctrl-C clears the line, puts a lone ^C in it and ends it (keys of our own, so that the user's
+# bindings of C-a, C-k, C-v or Return do not matter)
+_KEYS = ('"\\e[9901~": kill-whole-line', '"\\e[9902~": quoted-insert', '"\\e[9903~": accept-line',
+         '"\\C-c": "\\e[9901~\\e[9902~\\C-c\\e[9903~"')
+_keys_bound = False
 
 
 def start_session(gateway: Gateway, channel: Any, facts: Any) -> None:
@@ -68,12 +83,29 @@ def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
                 hook()
             _header(gateway, facts)
             _save_terminal()
+            global _console
+            _console = Console(gateway, channel, facts.get("interrupts"))
             try:
-                Console(gateway, channel).run()
+                _console.run()
             finally:
+                _console = None
                 _restore_terminal()
     except Error:
         pass  # the gateway is gone: its session with it
+
+
+def interrupt() -> bool:
+    """Pass Ctrl-C on to the far code a pdb session runs; False if no session has the terminal.
+
+    For a SIGINT handler of the controller (the main thread's: the terminal's
+    Ctrl-C comes there while the far code runs). At the prompt the interrupt key
+    does not send SIGINT: the console reads it as a key.
+    """
+    console = _console
+    if console is None:
+        return False
+    console.interrupt()
+    return True
 
 
 def _save_terminal() -> None:
@@ -114,9 +146,10 @@ def _header(gateway: Gateway, facts: dict[str, Any]) -> None:
 class Console:
     """One session: far output to our stdout, our lines to the far pdb, until the far side closes it."""
 
-    def __init__(self, gateway: Gateway, channel: Channel) -> None:
+    def __init__(self, gateway: Gateway, channel: Channel, interrupts: Any = None) -> None:
         self.gateway = gateway
         self.channel = channel
+        self.interrupts = interrupts if isinstance(interrupts, Channel) else None
         self.partial = ""  # the last line written without its newline: the prompt input() shows
         self.readline: Any = None
         self.matches: list[str] = []
@@ -137,7 +170,8 @@ class Console:
             if kind == "out":
                 self.write(str(message[1]))
             elif kind == "read":
-                self.channel.send(("line", self.read_line()))
+                line = self.read_line()
+                self.channel.send(("interrupt",) if line == INTERRUPT else ("line", line))
         self.write("")
         if self.partial:
             sys.stdout.write(self.partial + "\n")
@@ -152,8 +186,16 @@ class Console:
             sys.stdout.write(complete + "\n")
             sys.stdout.flush()
 
+    def interrupt(self) -> None:
+        """Ctrl-C while the far code runs: the far pdb stops at its next line."""
+        if self.interrupts is not None:
+            try:
+                self.interrupts.send(("interrupt",))
+            except Error:
+                pass  # the session just ended
+
     def read_line(self) -> str:
-        """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits)."""
+        """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits; INTERRUPT at Ctrl-C)."""
         self.gateway._wait_callbacks(CALLBACKS_WAIT)  # far output that came before the prompt comes first
         prompt, self.partial = self.partial, ""
         readline = self.readline
@@ -162,14 +204,20 @@ class Console:
             readline.set_completer(self.complete)
             readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "")
                                     else "tab: complete")
+        key = _InterruptKey(readline)
         try:
-            return input(prompt) + "\n"
+            line = input(prompt)
         except EOFError:
             sys.stdout.write("\n")
             return ""
         finally:
+            key.restore()
             if readline is not None:
                 readline.set_completer(completer)
+        if INTERRUPT in line and key.taken:
+            _forget_last_line(readline, line)
+            return INTERRUPT
+        return line + "\n"
 
     def complete(self, text: str, state: int) -> str | None:
         """readline's completer: the far pdb's completions of ``text`` (its commands, the frame's names)."""
@@ -185,3 +233,74 @@ class Console:
             if isinstance(reply, tuple) and reply[:1] == ("completions",) and isinstance(reply[1], list):
                 self.matches = [str(match) for match in reply[1]]
         return self.matches[state] if state < len(self.matches) else None
+
+
+class _InterruptKey:
+    """While input() reads: the terminal's interrupt key (Ctrl-C) is a key, not SIGINT; restore() undoes it.
+
+    With GNU readline the key ends the line as a lone ^C at once; with input()'s
+    plain line reading, a line holding ^C is one too, once Return ends it. With
+    libedit (whose bindings differ) the key is left as it was.
+    """
+
+    def __init__(self, readline: Any) -> None:
+        self.taken = False
+        self._before: bytes | None = None
+        if readline is not None and "libedit" in (readline.__doc__ or ""):
+            return
+        try:
+            import termios
+        except ImportError:
+            return
+        try:
+            fd = sys.stdin.fileno()
+            settings = termios.tcgetattr(fd)
+            disabled = os.fpathconf(fd, "PC_VDISABLE")
+            if disabled < 0:
+                return
+            if readline is not None:
+                _bind_keys(readline)
+            before = settings[6][termios.VINTR]
+            settings[6][termios.VINTR] = bytes([disabled])
+            termios.tcsetattr(fd, termios.TCSANOW, settings)
+        except (OSError, ValueError, AttributeError, termios.error):
+            return
+        self._before = before
+        self.taken = True
+
+    def restore(self) -> None:
+        if self._before is None:
+            return
+        import termios
+
+        try:
+            fd = sys.stdin.fileno()
+            settings = termios.tcgetattr(fd)
+            settings[6][termios.VINTR] = self._before
+            termios.tcsetattr(fd, termios.TCSANOW, settings)
+        except (OSError, ValueError, termios.error):
+            pass
+        self._before = None
+
+
+def _bind_keys(readline: Any) -> None:
+    global _keys_bound
+    if _keys_bound:
+        return
+    _keys_bound = True
+    for keymap in ("vi-command", "vi-insert", "emacs"):  # emacs last: readline puts vi users back in vi-insert
+        readline.parse_and_bind(f"set keymap {keymap}")
+        for binding in _KEYS:
+            readline.parse_and_bind(binding)
+
+
+def _forget_last_line(readline: Any, line: str) -> None:
+    """Take the ^C line out of readline's history (input() put it there)."""
+    if readline is None:
+        return
+    try:
+        length = readline.get_current_history_length()
+        if length and readline.get_history_item(length) == line:
+            readline.remove_history_item(length - 1)
+    except (AttributeError, ValueError):
+        pass

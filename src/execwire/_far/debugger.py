@@ -10,9 +10,16 @@ once its terminal is free for this session (one session at a time) or
 a pdb.Pdb runs here with a file-like over that channel as its stdin and stdout:
 ("out", text) goes up, ("read",) asks for a line and ("line", text) is the
 answer ("" at the end of input); while it waits, ("complete", text, line, begin,
-end) asks what Tab offers, answered with ("completions", names). Closing the channel ends the session: on
-continue without breakpoints, on quit, and once the code the session started in
-returns. execwire's own frames are never stepped into, nor shown by where, up and down.
+end) asks what Tab offers, answered with ("completions", names), and ("interrupt",) is
+Ctrl-C at the prompt: KeyboardInterrupt there, which pdb shows before a new prompt. Closing
+the channel ends the session: on continue without breakpoints, on quit, and once the code
+the session started in returns. execwire's own frames are never stepped into, nor shown by
+where, up and down.
+
+The facts sent up name a second channel, "interrupts": ("interrupt",) there is Ctrl-C
+while the code runs under the session (after continue with breakpoints, next, step): pdb
+stops at the next line the code runs, as a local pdb's Ctrl-C does. It is taken by a
+callback, so it arrives while the debugged thread is busy.
 """
 
 import os
@@ -52,6 +59,7 @@ def set_trace(frame, header=None):
     """Stop in ``frame`` and start a session; it ends when that code returns (or on continue or quit)."""
     terminal = attach("breakpoint")
     debugger = _debugger_class()(terminal, _outermost_user_frame(frame))
+    debugger.debugged_thread = threading.current_thread().ident
     debugger.show_shipped_source(frame)
     if header is not None:
         debugger.message(header)
@@ -83,16 +91,21 @@ def attach(reason):
     if link is None:
         raise DebuggerUnavailable("pdb cannot start: this far side has no controller to debug on")
     channel = link.gateway.newchannel()
+    interrupts = link.gateway.newchannel()
+    terminal = ChannelTerminal(channel, link, interrupts)
+    interrupts.setcallback(terminal.interrupted)
     link.send(("debug", channel, {"reason": reason, "pid": os.getpid(),
-                                  "thread": threading.current_thread().name}))
+                                  "thread": threading.current_thread().name, "interrupts": interrupts}))
     try:
         reply = channel.receive()
     except EOFError:
         reply = ("refused", "the controller closed the session")
     if reply[0] != "attached":
+        terminal.closed = True
         channel.close()
+        interrupts.close()
         raise DebuggerUnavailable("pdb cannot start on gateway %s: %s" % (link.gateway.id, reply[1]))
-    return ChannelTerminal(channel, link)
+    return terminal
 
 
 class ChannelTerminal(object):
@@ -101,8 +114,9 @@ class ChannelTerminal(object):
     encoding = "utf-8"
     errors = "strict"
 
-    def __init__(self, channel, link):
+    def __init__(self, channel, link, interrupts):
         self.channel = channel
+        self.interrupts = interrupts
         self._link = link
         self._pending = []
         self.closed = False
@@ -134,9 +148,17 @@ class ChannelTerminal(object):
                 reply = self.channel.receive()
             except EOFError:
                 return ""
+            if reply[0] == "interrupt":
+                raise KeyboardInterrupt  # pdb's prompt loop says --KeyboardInterrupt-- and prompts again
             if reply[0] != "complete":
                 return reply[1]
             self.channel.send(("completions", completions(self.debugger, *reply[1:])))
+
+    def interrupted(self, message):
+        """Ctrl-C on the controller while the debugged code runs (on the callback thread)."""
+        debugger = self.debugger
+        if debugger is not None and not self.closed:
+            debugger.break_in()
 
     def isatty(self):
         return True
@@ -151,6 +173,7 @@ class ChannelTerminal(object):
             finally:
                 self.closed = True
                 self.channel.close()
+                self.interrupts.close()
 
 
 def completions(debugger, text, line, begidx, endidx):
@@ -227,10 +250,50 @@ def _debugger_class():
             self._tracing = base is not None
             self._shown = None  # (file name, its linecache entry before) while shipped source is shown
             self._link = upstream.current()
+            self.debugged_thread = None  # the thread that runs the code under the session (set_trace)
+            self._interacting = False
+            self._interrupted = False
+            self._break_frames = []  # Ctrl-C came while these frames ran: the next line in one of them stops
+
+        def interaction(self, *args, **kwargs):
+            self._interacting = True
+            self._break_frames = []
+            try:
+                if self._interrupted:
+                    self._interrupted = False
+                    self.message("\nProgram interrupted. (Use 'cont' to resume).")
+                return pdb.Pdb.interaction(self, *args, **kwargs)
+            finally:
+                self._interacting = False
+
+        def break_in(self):
+            """Stop at the next line the debugged thread runs (Ctrl-C while it runs; another thread calls).
+
+            In the frames it is in now only, not in what they call next: a callback
+            the runtime runs in the thread (a weakref's, the garbage collector's) is
+            no place to stop, since quitting there would be swallowed.
+            """
+            if self._interacting or not self._tracing or self.debugged_thread is None:
+                return
+            frame = getattr(sys, "_current_frames", dict)().get(self.debugged_thread)
+            frames = []
+            while frame is not None:
+                if not _is_ours(frame, self._link):
+                    frames.append(frame)
+                frame = frame.f_back
+            if not frames:
+                return
+            self._interrupted = True
+            self._break_frames = frames
+            for frame in frames:  # frames that were not traced (no breakpoint in them) are now
+                frame.f_trace = self.trace_dispatch
 
         def stop_here(self, frame):
             if _is_ours(frame, self._link):
                 return False
+            for interrupted in self._break_frames:
+                if frame is interrupted:
+                    return True
             return pdb.Pdb.stop_here(self, frame)
 
         def get_stack(self, frame, traceback):
@@ -271,6 +334,7 @@ def _debugger_class():
                 self._tracing = False
                 sys.settrace(None)
             self._base = None
+            self._break_frames = []
             if self._shown is not None:
                 filename, before = self._shown
                 self._shown = None

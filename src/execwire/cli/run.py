@@ -6,11 +6,13 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 import threading
 from types import FrameType
 from typing import Any
 
+from .. import debugger
 from .._far.errors import Error, GatewayStartError, RemoteError
 from . import far_job
 from .session import Session
@@ -233,4 +235,6 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if signum == signal.SIGINT and debugger.interrupt():
+        return  # Ctrl-C while far code runs under pdb: pdb stops it, as a local pdb would
     raise Interrupted(signum)
