@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 
+import call_targets
 import pytest
 import pythons
 from conftest import wait_until
@@ -125,6 +126,34 @@ def test_the_far_levels_follow_the_controller_unless_the_far_code_sets_them(grou
     records = far_records(caplog, 2)
     assert [record.getMessage() for record in records] == ["sent: chatty has the controller's DEBUG",
                                                             "sent: the far code asked for it"]
+
+
+PROBE = """
+import logging
+logging.getLogger("far.probe").debug("%s debug", channel.gateway.id)
+logging.getLogger("far.probe").info("%s info", channel.gateway.id)
+channel.send(logging.getLogger().level)
+"""
+
+
+def test_later_changes_of_the_controllers_root_level_reach_the_far_side_with_the_next_code_or_call(group, caplog):
+    capture(caplog, logging.WARNING)
+    follows = group.makegateway("popen//id=follows")
+    fixed = group.makegateway("popen//logging=ERROR//id=fixed")
+    logging.getLogger().setLevel(logging.INFO)  # before the far side even imported logging
+    assert follows.remote_exec(PROBE).receive(timeout=20) == logging.INFO
+    logging.getLogger().setLevel(logging.DEBUG)
+    assert follows.call(call_targets.log_and_level, "call") == logging.DEBUG  # with a call too
+    assert fixed.remote_exec(PROBE).receive(timeout=20) == logging.ERROR  # the spec's level stays
+    follows.remote_exec("import logging; logging.getLogger().setLevel(logging.CRITICAL)").waitclose(20)
+    logging.getLogger().setLevel(logging.INFO)
+    assert follows.remote_exec(PROBE).receive(timeout=20) == logging.CRITICAL  # so does the far code's
+    for gateway in (follows, fixed):
+        gateway.remote_exec("import logging; logging.getLogger().critical('end')").waitclose(20)
+    records = far_records(caplog, 5)
+    assert [(record.gateway, record.getMessage()) for record in records] == [  # type: ignore[attr-defined]
+        ("follows", "follows info"), ("follows", "call debug"), ("follows", "call info"), ("follows", "end"),
+        ("fixed", "end")]
 
 
 def test_the_spec_key_sets_the_far_root_level_or_turns_forwarding_off(group, caplog):

@@ -23,7 +23,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import imports
+from . import imports, upstream
 from ._far import wire
 from ._far.channel import Channel
 from ._far.errors import Error, RemoteError
@@ -228,6 +228,7 @@ class CallStream:
     def send(self, func: Callable[..., Any], args: Any, kwargs: dict[str, Any], batch: bool) -> None:
         """Send a call (``batch``: ``args`` is a list of (args, kwargs)); DumpError if they cannot travel."""
         request = request_for(func, args, kwargs, batch)
+        upstream.send_root_level(self.gateway)  # the far root level before the call runs (upstream.py)
         try:
             self.channel.send(request)
         except wire.DumpError as exc:

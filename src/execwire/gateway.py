@@ -287,7 +287,7 @@ class Gateway(BaseGateway):
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
-            upstream.check_hello(hello.get("upstream"))
+            upstream.check_hello(hello.get("upstream"), self)
             self._ready.set()
         else:
             super()._special_event(event)
@@ -323,6 +323,7 @@ class Gateway(BaseGateway):
         ``source`` is a string of code, a module (its source is shipped) or a pure
         function whose first parameter is the channel; ``kwargs`` go to that function.
         """
+        upstream.send_root_level(self)  # far logging that follows the controller's level has it first
         if self.spec.imports == "on" and source is not _imports_far:
             from . import imports  # forwarding in place before the code runs: one round trip, once
 

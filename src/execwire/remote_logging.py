@@ -4,7 +4,9 @@ The far side (``_far/logforward.py``) sends each record's fields; here they beco
 real LogRecord with the extra field ``gateway`` (the gateway id), handed to the
 controller's logger of the same name, so its handlers and filters apply. The far
 logger's level decided whether the record was made at all, as ``logging`` does;
-the spec key ``logging=`` says what that level starts as.
+the spec key ``logging=`` says what that level starts as. Unless that is a level, the
+far root level follows the controller's: later changes go with the next remote_exec()
+or call (upstream.send_root_level), until the far code sets a level of its own.
 """
 
 from __future__ import annotations
@@ -40,14 +42,22 @@ def far_settings(spec: XSpec) -> dict[str, Any] | None:
     setting = parse_setting(spec.logging) if spec.logging is not None else "on"
     if setting == "off":
         return None
-    level = setting if isinstance(setting, int) else logging.getLogger().getEffectiveLevel()
+    follow = not isinstance(setting, int)
+    level = logging.getLogger().getEffectiveLevel() if follow else setting
     levels = {}
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
             if len(levels) >= MAX_LEVELS_SENT:
                 break
-    return {"level": level, "levels": levels}
+    return {"level": level, "levels": levels, "follow": follow}
+
+
+def followed_level(spec: XSpec) -> int | None:
+    """The controller's root level now, if the far root level follows it (spec ``logging`` on or unset)."""
+    if spec.logging is not None and parse_setting(spec.logging) != "on":
+        return None
+    return logging.getLogger().getEffectiveLevel()
 
 
 def make_record(gateway_id: str, fields: dict[str, Any]) -> logging.LogRecord:

@@ -10,10 +10,18 @@ and ("debug", channel, facts). The forwarding handler (logforward.py) is put on 
 root logger the moment shipped code first imports ``logging``, and pdb.set_trace
 is redirected (debugger.py) the moment it imports ``pdb``; breakpoint() goes there
 from the start. A gateway that does not use them pays for neither.
+
+The controller sends ("level", number) on the same channel when its root logger's
+level changed and this far side follows it (the spec gave no level). The channel's
+queue handles it as the reader thread delivers it, so it is applied before the
+code or call sent after it is read. It is kept for when logging gets imported; once
+the far code set the root level itself (another level than the one given), that stays.
 """
 
 import sys
 import threading
+
+from .sync import ItemQueue
 
 _link = None  # the Upstream of this process, once installed
 
@@ -30,16 +38,23 @@ class Upstream(object):
         # text its code printed, so that what was printed first is shown first
         self.flush_hooks = []
         self.own_files = set()  # files of execwire code shipped at run time (the command's job): pdb skips them
+        self._level_lock = threading.Lock()
+        self._logging = None  # the logging module, once forwarding is installed
+        self._given_level = None  # the root level we set, while the far code has set none of its own
+        if self.channel._items is not None and self.channel._items.empty():  # nothing can have come yet
+            items = _ArrivalQueue()
+            items.link = self
+            self.channel._items = items
 
     def install(self):
         """Make the services reachable: breakpoint() now, logging and pdb once they are imported."""
         global _link
-        from . import debugger, logforward
+        from . import debugger
 
         _link = self
         actions = {"pdb": debugger.redirect_pdb}
         if self.logging is not None:
-            actions["logging"] = lambda module: logforward.install(self, module, self.logging)
+            actions["logging"] = self._install_logging
         for name in list(actions):
             module = sys.modules.get(name)
             if module is not None:  # imported already (by a startup file): set it up at once
@@ -48,6 +63,41 @@ class Upstream(object):
             sys.meta_path.insert(0, OnImport(actions))
         if hasattr(sys, "breakpointhook"):  # Python 3.7+
             sys.breakpointhook = debugger.breakpointhook
+
+    def _install_logging(self, module):
+        from . import logforward
+
+        with self._level_lock:
+            logforward.install(self, module, self.logging)
+            self._logging = module
+            if self.logging.get("follow"):
+                self._given_level = module.getLogger().level
+
+    def _arrived(self):
+        """Take what the controller sent (on the reader thread, as it arrives)."""
+        while True:
+            try:
+                message = self.channel.receive(0)
+            except Exception:  # nothing more now (or the channel closed)
+                return
+            if isinstance(message, tuple) and len(message) == 2 and message[0] == "level":
+                self._follow_level(message[1])
+
+    def _follow_level(self, level):
+        """The controller's root level changed: ours follows, unless the spec or the far code set one."""
+        with self._level_lock:
+            settings = self.logging
+            if settings is None or not settings.get("follow") or not isinstance(level, int):
+                return
+            if self._logging is None:
+                settings["level"] = level  # logging is not imported yet: it starts with this one
+                return
+            root = self._logging.getLogger()
+            if self._given_level is None or root.level != self._given_level:
+                self._given_level = None  # the far code set its own level: it stays
+                return
+            root.setLevel(level)
+            self._given_level = level
 
     def send(self, message):
         """Send ``message`` to the controller, after what the code printed before it."""
@@ -66,6 +116,16 @@ class Upstream(object):
 def current():
     """The Upstream of this far process, or None (a gateway not started by execwire's boot)."""
     return _link
+
+
+class _ArrivalQueue(ItemQueue):
+    """The upstream channel's item queue: what arrives is handled at once, by the thread that delivers it."""
+
+    link = None  # the Upstream it belongs to
+
+    def put(self, item, block=True, timeout=None):
+        ItemQueue.put(self, item)
+        self.link._arrived()
 
 
 class OnImport(object):
