@@ -346,6 +346,7 @@ def terminal_settings_as_before(terminal: Terminal) -> None:
     settings = termios.tcgetattr(terminal.fd)
     assert settings[3] & termios.ECHO and settings[3] & termios.ICANON  # readline's raw mode was undone
     assert settings[6][termios.VINTR] == b"\x03"  # Ctrl-C is the interrupt key again
+    assert settings[6][termios.VEOL] == b"\x00"  # and no end of line
 
 
 LOOPS = "x = 1\nbreakpoint()\nwhile True:\n    x += 1\n    if x == 1000:\n        print('running', flush=True)\n"
@@ -373,6 +374,55 @@ def test_ctrl_c_at_the_pdb_prompt_of_execwire_run_gives_a_new_prompt_and_breaks_
         terminal.write("q\n")  # the way out
         assert "BdbQuit" in terminal.read_until("BdbQuit")
         assert terminal.wait() == 1
+        terminal_settings_as_before(terminal)
+    finally:
+        terminal.close()
+
+
+BREAK_IN = """
+    import signal, sys
+    import execwire
+
+    if sys.argv[1] == "own-handler":  # a handler of the program's own asks the session first
+        def on_sigint(signum, frame):
+            if not execwire.debugger.interrupt():
+                raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, on_sigint)
+    gateway = execwire.makegateway("popen")
+    channel = gateway.remote_exec(LOOP)
+    while True:  # Python runs a handler in the main thread when it runs Python code, and SIGINT may come
+        try:  # to another thread, which does not end a wait of the main thread: wait in short steps
+            channel.receive(timeout=0.1)
+        except execwire.TimeoutError:
+            continue
+        except execwire.RemoteError as exc:
+            print("far code raised", exc.type_name, flush=True)
+            break
+    gateway.exit()
+""".replace("LOOP", repr(LOOPS))
+
+
+@pytest.mark.parametrize("handler", ["default-handler", "own-handler"])
+def test_ctrl_c_while_the_far_code_runs_breaks_into_it_in_a_program_of_ones_own(tmp_path, env, handler):
+    terminal = Terminal([*controller(tmp_path, BREAK_IN), handler], env)
+    try:
+        terminal.read_until("(Pdb) ")
+        terminal.write("b 2\n")
+        terminal.read_until("(Pdb) ")
+        for _ in range(2):
+            terminal.write("c\n")
+            terminal.read_until("running\n")
+            if handler == "default-handler":
+                terminal.write("p 'typed ahead'\n")  # dropped by the Ctrl-C that follows, as a terminal does
+            terminal.write("\x03")
+            assert "Program interrupted. (Use 'cont' to resume).\n> <remote_exec>(" in terminal.read_until("(Pdb) ")
+            terminal.write("p x > 1\n")
+            assert terminal.read_until("(Pdb) ") == "p x > 1\nTrue\n(Pdb) "
+            terminal.write("x = 1\n")
+            terminal.read_until("(Pdb) ")
+        terminal.write("q\n")
+        assert "far code raised bdb.BdbQuit" in terminal.read_until("BdbQuit\n")
+        assert terminal.wait() == 0
         terminal_settings_as_before(terminal)
     finally:
         terminal.close()

@@ -7,23 +7,34 @@ Lines are read with input(), so readline's editing and history apply when it is
 there. Without a terminal on stdin and stdout the session is refused at once, and
 the far code gets DebuggerUnavailable saying why.
 
-Ctrl-C behaves as at a local pdb's prompt. While we read a line, the terminal's
-interrupt key is switched off and readline binds it to end the line as a lone ^C,
-which goes to the far pdb as ("interrupt",): KeyboardInterrupt there, and a new
-prompt. While the far code runs, Ctrl-C is this process's SIGINT; a program whose
-SIGINT handler asks interrupt() first (the execwire command does) has it sent on
-the session's interrupts channel instead, and the far pdb stops at the next line.
+Ctrl-C behaves as in a local pdb. While we read a line, the terminal's interrupt
+key is switched off and readline binds it to end the line as a lone ^C, which goes
+to the far pdb as ("interrupt",): KeyboardInterrupt there, and a new prompt. While
+the far code runs, Ctrl-C goes on the session's interrupts channel, and the far pdb
+stops at the next line. How it gets there depends on who has SIGINT here:
+- Python's default handler (a program of the user's that set none; the one of
+  ``_far/interrupts.py`` that a receive() in the main thread puts in acts as it): the interrupt
+  key stays off for the whole session and also ends a line (VEOL), and a thread
+  (KeyWatcher) reads the lines typed while the far code runs: one ending in ^C is
+  the interrupt, the others are typed ahead, answers to the next prompts, as the
+  terminal would have kept them for a local pdb.
+- a handler of the program's own (the execwire command's, its shell's): Ctrl-C
+  there is SIGINT, and the handler asks interrupt() first.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import queue
+import select
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._far import interrupts
 from ._far.channel import Channel
 from ._far.errors import Error
 
@@ -71,6 +82,7 @@ def no_terminal_reason() -> str | None:
 
 
 def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
+    _leave_sigint_to_others()
     why = no_terminal_reason()
     try:
         if why is not None:
@@ -84,14 +96,25 @@ def _serve(gateway: Gateway, channel: Channel, facts: dict[str, Any]) -> None:
             _header(gateway, facts)
             _save_terminal()
             global _console
-            _console = Console(gateway, channel, facts.get("interrupts"))
+            console = _console = Console(gateway, channel, facts.get("interrupts"))
             try:
-                _console.run()
+                console.run()
             finally:
                 _console = None
                 _restore_terminal()
+                console.close()
+            if console.end_asked:
+                channel.send(("ended",))  # the far code goes on now, with the terminal as it was
     except Error:
         pass  # the gateway is gone: its session with it
+
+
+def _leave_sigint_to_others() -> None:
+    """Block SIGINT in this thread of ours: the kernel then gives Ctrl-C to another, best the main one."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def interrupt() -> bool:
@@ -150,6 +173,16 @@ class Console:
         self.gateway = gateway
         self.channel = channel
         self.interrupts = interrupts if isinstance(interrupts, Channel) else None
+        self.watcher = KeyWatcher.for_session(self.interrupt) if self.interrupts is not None else None
+        self.end_asked = False
+        # interrupt() may be called by a SIGINT handler, in the middle of any code of the main thread: it
+        # only puts in this queue (SimpleQueue.put is safe there), and a thread of the session sends
+        self._interrupt_requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._interrupter: threading.Thread | None = None
+        if self.interrupts is not None and self.watcher is None:
+            self._interrupter = threading.Thread(target=self._send_interrupts, name="execwire-pdb-interrupts",
+                                                 daemon=True)
+            self._interrupter.start()
         self.partial = ""  # the last line written without its newline: the prompt input() shows
         self.readline: Any = None
         self.matches: list[str] = []
@@ -161,17 +194,30 @@ class Console:
             self.readline = readline
 
     def run(self) -> None:
-        while True:
-            try:
-                message = self.channel.receive()
-            except EOFError:
-                break
-            kind = message[0] if isinstance(message, tuple) and message else None
-            if kind == "out":
-                self.write(str(message[1]))
-            elif kind == "read":
-                line = self.read_line()
-                self.channel.send(("interrupt",) if line == INTERRUPT else ("line", line))
+        watcher = self.watcher
+        try:
+            while True:
+                if watcher is not None:
+                    watcher.start()  # the far code runs: keys typed now are read by the watcher
+                try:
+                    message = self.channel.receive()
+                except EOFError:
+                    break
+                kind = message[0] if isinstance(message, tuple) and message else None
+                if kind == "out":
+                    self.write(str(message[1]))
+                elif kind == "end":
+                    self.end_asked = True
+                    break
+                elif kind == "read":
+                    if watcher is not None:
+                        watcher.stop()
+                    typed = watcher.typed.pop(0) if watcher is not None and watcher.typed else None
+                    line = self.typed_line(typed) if typed is not None else self.read_line()
+                    self.channel.send(("interrupt",) if line == INTERRUPT else ("line", line))
+        finally:
+            if watcher is not None:
+                watcher.close()
         self.write("")
         if self.partial:
             sys.stdout.write(self.partial + "\n")
@@ -187,12 +233,39 @@ class Console:
             sys.stdout.flush()
 
     def interrupt(self) -> None:
-        """Ctrl-C while the far code runs: the far pdb stops at its next line."""
+        """Ctrl-C while the far code runs: the far pdb stops at its next line (safe in a signal handler)."""
+        if self._interrupter is not None:
+            self._interrupt_requests.put(True)
+        else:
+            self._send_interrupt()
+
+    def _send_interrupt(self) -> None:
         if self.interrupts is not None:
             try:
                 self.interrupts.send(("interrupt",))
             except Error:
                 pass  # the session just ended
+
+    def _send_interrupts(self) -> None:
+        _leave_sigint_to_others()
+        while self._interrupt_requests.get():
+            self._send_interrupt()
+
+    def close(self) -> None:
+        if self._interrupter is not None:
+            self._interrupt_requests.put(False)
+            self._interrupter.join()
+            self._interrupter = None
+
+    def typed_line(self, line: str) -> str:
+        """A line typed while the far code ran: shown after the prompt, as if typed there."""
+        self.gateway._wait_callbacks(CALLBACKS_WAIT)
+        prompt, self.partial = self.partial, ""
+        sys.stdout.write(prompt + (line if line else "\n"))
+        sys.stdout.flush()
+        if self.readline is not None and line.strip():
+            self.readline.add_history(line.rstrip("\n"))
+        return line
 
     def read_line(self) -> str:
         """A line from the terminal, as pdb reads it ("" at Ctrl-D: pdb's EOF, which quits; INTERRUPT at Ctrl-C)."""
@@ -304,3 +377,84 @@ def _forget_last_line(readline: Any, line: str) -> None:
             readline.remove_history_item(length - 1)
     except (AttributeError, ValueError):
         pass
+
+
+class KeyWatcher:
+    """Reads the terminal while the far code of a session runs: Ctrl-C there interrupts it.
+
+    Only for a program that left SIGINT to Python's default handler (see the module's
+    docstring). The terminal stays in line mode, with the interrupt key off and ^C as
+    a second end of line: what is typed is echoed and edited as usual, and each line
+    is read whole. Lines that do not end with ^C wait in ``typed`` for the next prompts.
+    """
+
+    def __init__(self, fd: int, on_interrupt: Callable[[], object]) -> None:
+        self.fd = fd
+        self.typed: list[str] = []  # lines typed ahead ("" for Ctrl-D at a line's start: end of input)
+        self._on_interrupt = on_interrupt
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_session(cls, on_interrupt: Callable[[], object]) -> KeyWatcher | None:
+        """A watcher for this session's terminal, or None if SIGINT is the program's or there is no termios."""
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is not signal.default_int_handler and handler is not interrupts._handler:
+            return None  # the program's own (the default one, or execwire's that acts as it, is not)
+        try:
+            import termios
+        except ImportError:
+            return None
+        try:
+            fd = sys.stdin.fileno()
+            settings = termios.tcgetattr(fd)
+            disabled = os.fpathconf(fd, "PC_VDISABLE")
+            if disabled < 0:
+                return None
+            settings[6][termios.VINTR] = bytes([disabled])
+            settings[6][termios.VEOL] = INTERRUPT.encode()
+            termios.tcsetattr(fd, termios.TCSANOW, settings)  # _restore_terminal puts it back
+        except (OSError, ValueError, AttributeError, termios.error):
+            return None
+        return cls(fd, on_interrupt)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="execwire-pdb-keys", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading (before the console reads a line itself)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            os.write(self._wake_write, b"x")
+            thread.join()
+            try:
+                os.read(self._wake_read, 64)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop()
+        for fd in (self._wake_read, self._wake_write):
+            os.close(fd)
+
+    def _watch(self) -> None:
+        _leave_sigint_to_others()
+        encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+        while True:
+            try:
+                ready, _, _ = select.select([self.fd, self._wake_read], [], [])
+                if self._wake_read in ready:
+                    return
+                data = os.read(self.fd, 4096)
+            except (OSError, ValueError):
+                return
+            line = data.decode(encoding, "replace")
+            if line.endswith(INTERRUPT):
+                del self.typed[:]  # as the terminal's Ctrl-C drops what was typed ahead
+                self._on_interrupt()
+            else:
+                self.typed.append(line if not line or line.endswith("\n") else line + "\n")
+                if not line:
+                    return  # end of input: nothing more to read

@@ -11,10 +11,11 @@ a pdb.Pdb runs here with a file-like over that channel as its stdin and stdout:
 ("out", text) goes up, ("read",) asks for a line and ("line", text) is the
 answer ("" at the end of input); while it waits, ("complete", text, line, begin,
 end) asks what Tab offers, answered with ("completions", names), and ("interrupt",) is
-Ctrl-C at the prompt: KeyboardInterrupt there, which pdb shows before a new prompt. Closing
-the channel ends the session: on continue without breakpoints, on quit, and once the code
-the session started in returns. execwire's own frames are never stepped into, nor shown by
-where, up and down.
+Ctrl-C at the prompt: KeyboardInterrupt there, which pdb shows before a new prompt.
+The session ends on continue without breakpoints, on quit, and once the code it
+started in returns: ("end",) goes up, and the code goes on once the controller
+answers ("ended",), its terminal as it was. execwire's own frames are never
+stepped into, nor shown by where, up and down.
 
 The facts sent up name a second channel, "interrupts": ("interrupt",) there is Ctrl-C
 while the code runs under the session (after continue with breakpoints, next, step): pdb
@@ -29,6 +30,7 @@ import threading
 from . import upstream
 
 _PACKAGE = __name__.rpartition(".")[0]
+END_WAIT = 10.0  # seconds the end of a session waits for the controller to put its terminal back
 _classes = {}
 
 
@@ -167,9 +169,15 @@ class ChannelTerminal(object):
         raise OSError("the debugger's terminal is the controller's; it has no file descriptor here")
 
     def close(self):
+        """End the session; the far code goes on once the controller has its terminal back as it was."""
         if not self.closed:
             try:
                 self.flush()
+                self.channel.send(("end",))
+                while self.channel.receive(END_WAIT)[0] != "ended":  # EOFError or a timeout also end it
+                    pass
+            except Exception:
+                pass  # the controller went, or did not answer in time: end anyway
             finally:
                 self.closed = True
                 self.channel.close()

@@ -18,6 +18,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from .. import debugger
 from .._far.channel import Channel
 from .._far.errors import Error
 from .._far.errors import TimeoutError as ExecwireTimeout
@@ -200,6 +201,8 @@ class Shell:
             sys.stderr.flush()
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if debugger.interrupt():
+            return  # Ctrl-C while far code runs under pdb: pdb stops it, as a local pdb would
         if self._waiting:
             self._interrupts += 1  # the loop waiting for the far side passes it on
             return
