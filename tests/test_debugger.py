@@ -477,3 +477,25 @@ def test_ctrl_c_at_the_prompt_of_a_far_breakpoint_keeps_the_session_and_the_prog
         terminal_settings_as_before(terminal)
     finally:
         terminal.close()
+
+
+def test_ctrl_c_while_a_long_call_runs_in_execwire_shell_breaks_into_it(env):
+    terminal = Terminal([*CLI, "shell"], env)
+    try:
+        terminal.read_until(">>> ")
+        terminal.write('exec("def spin():\\n    print(\'spinning\', flush=True)\\n    while True:\\n        pass")\n')
+        terminal.read_until(">>> ")
+        terminal.write("breakpoint(); spin()\n")
+        assert "--Call--\n> <string>(1)spin()" in terminal.read_until("(Pdb) ")
+        terminal.write("r\n")  # until it returns: never
+        terminal.read_until("spinning\n")
+        terminal.write("\x03")  # the shell's own SIGINT handler passes it to the session
+        stopped = terminal.read_until("(Pdb) ")
+        assert "Program interrupted. (Use 'cont' to resume).\n> <string>(" in stopped and ")spin()" in stopped
+        terminal.write("q\n")
+        assert "bdb.BdbQuit" in terminal.read_until(">>> ")
+        terminal.write("\x04")
+        assert terminal.wait() == 0
+        terminal_settings_as_before(terminal)
+    finally:
+        terminal.close()
