@@ -499,3 +499,41 @@ def test_ctrl_c_while_a_long_call_runs_in_execwire_shell_breaks_into_it(env):
         terminal_settings_as_before(terminal)
     finally:
         terminal.close()
+
+
+TYPED_AHEAD = """
+    import os, sys
+    import execwire
+
+    gateway = execwire.makegateway("popen")
+    channel = gateway.remote_exec('''
+    import os, time
+    def wait_for(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+    breakpoint()
+    wait_for(FLAG)
+    channel.send("done")
+    '''.replace("FLAG", repr(sys.argv[1])))
+    print("far code sent", channel.receive(timeout=60), flush=True)
+    gateway.exit()
+"""
+
+
+def test_lines_typed_while_the_far_code_runs_answer_the_next_prompts(tmp_path, env):
+    flag = tmp_path / "go"
+    terminal = Terminal([*controller(tmp_path, TYPED_AHEAD), str(flag)], env)
+    try:
+        terminal.read_until("(Pdb) ")
+        terminal.write("n\n")  # runs wait_for(), which waits for the flag
+        terminal.read_until("n\n")
+        terminal.write("p 40 + 2\n")  # typed while it runs
+        terminal.read_until("p 40 + 2\n")  # the terminal echoes it at once
+        flag.touch()
+        assert "(Pdb) p 40 + 2\n42\n(Pdb) " in terminal.read_until("42\n(Pdb) ")
+        terminal.write("c\n")
+        assert "far code sent done" in terminal.read_until("done\n")
+        assert terminal.wait() == 0
+        terminal_settings_as_before(terminal)
+    finally:
+        terminal.close()

@@ -179,7 +179,7 @@ class Console:
         # only puts in this queue (SimpleQueue.put is safe there), and a thread of the session sends
         self._interrupt_requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._interrupter: threading.Thread | None = None
-        if self.interrupts is not None and self.watcher is None:
+        if self.interrupts is not None:
             self._interrupter = threading.Thread(target=self._send_interrupts, name="execwire-pdb-interrupts",
                                                  daemon=True)
             self._interrupter.start()
@@ -234,22 +234,16 @@ class Console:
 
     def interrupt(self) -> None:
         """Ctrl-C while the far code runs: the far pdb stops at its next line (safe in a signal handler)."""
-        if self._interrupter is not None:
-            self._interrupt_requests.put(True)
-        else:
-            self._send_interrupt()
-
-    def _send_interrupt(self) -> None:
-        if self.interrupts is not None:
-            try:
-                self.interrupts.send(("interrupt",))
-            except Error:
-                pass  # the session just ended
+        self._interrupt_requests.put(True)
 
     def _send_interrupts(self) -> None:
         _leave_sigint_to_others()
         while self._interrupt_requests.get():
-            self._send_interrupt()
+            try:
+                if self.interrupts is not None:
+                    self.interrupts.send(("interrupt",))
+            except Error:
+                pass  # the session just ended
 
     def close(self) -> None:
         if self._interrupter is not None:
