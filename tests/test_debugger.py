@@ -3,6 +3,9 @@
 The controller runs on a pseudo-terminal (the Terminal of tests/test_cli.py): breakpoint() and
 pdb.set_trace() in shipped code, several gateways at once (one session at a time, the others go on),
 old and new far Pythons, and ``execwire run --pdb``. Without a terminal it fails at once, saying why.
+Ctrl-C as in a local pdb (a new prompt at the prompt, a stop in running code: in execwire run, its shell
+and programs with or without a SIGINT handler), the terminal's settings put back; where and up show the
+shipped code's frames only.
 """
 
 from __future__ import annotations

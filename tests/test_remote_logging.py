@@ -156,6 +156,16 @@ def test_later_changes_of_the_controllers_root_level_reach_the_far_side_with_the
         ("fixed", "end")]
 
 
+def test_a_later_root_level_reaches_gateways_behind_via_and_their_middle(group, caplog):
+    capture(caplog, logging.WARNING)
+    group.makegateway("popen//id=middle")
+    group.makegateway("popen//via=middle//id=behind")
+    ask = "import logging; channel.send(logging.getLogger().level)"
+    assert [group[name].remote_exec(ask).receive(timeout=20) for name in ("middle", "behind")] == [30, 30]
+    logging.getLogger().setLevel(logging.DEBUG)
+    assert [group[name].remote_exec(ask).receive(timeout=20) for name in ("behind", "middle")] == [10, 10]
+
+
 def test_the_spec_key_sets_the_far_root_level_or_turns_forwarding_off(group, caplog):
     capture(caplog, logging.INFO)
     debug = group.makegateway("popen//logging=DEBUG//id=debug")
