@@ -540,3 +540,27 @@ def test_lines_typed_while_the_far_code_runs_answer_the_next_prompts(tmp_path, e
         terminal_settings_as_before(terminal)
     finally:
         terminal.close()
+
+
+@pytest.mark.parametrize("far", [interpreter for interpreter in pythons.matrix()
+                                 if interpreter.name in ("3.6", "3.12", "3.13", "pypy3")],
+                         ids=lambda interpreter: interpreter.name)
+def test_ctrl_c_at_the_prompt_and_in_running_code_on_old_and_new_far_pythons(env, far):
+    code = LOOPS.replace("breakpoint()", "import pdb; pdb.set_trace()")  # 3.6 has no breakpoint()
+    terminal = Terminal([*CLI, "run", "--on", f"popen//python={far.command}", "-c", code], env)
+    try:
+        terminal.read_until("(Pdb) ", timeout=40)
+        terminal.write("\x03")
+        assert "--KeyboardInterrupt--\n(Pdb) " in terminal.read_until("(Pdb) ")
+        terminal.write("b 2\n")
+        terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        terminal.read_until("running\n")
+        terminal.write("\x03")
+        assert "Program interrupted. (Use 'cont' to resume).\n> <string>(" in terminal.read_until("(Pdb) ")
+        terminal.write("where\n")  # the code's frame alone
+        assert terminal.read_until("(Pdb) ").count("<module>()") == 1
+        terminal.write("q\n")
+        assert terminal.wait() == 1
+    finally:
+        terminal.close()
