@@ -37,7 +37,7 @@ class _LevelFollower:
     """The controller's root level as this gateway's far side last heard it."""
 
     def __init__(self, channel: Any, level: int) -> None:
-        self.channel = channel
+        self.channel = weakref.ref(channel)  # not the channel itself: it holds the gateway, our weak key
         self.level: int | None = level  # None: the far side does not follow (or has no upstream channel)
         self.lock = threading.Lock()
 
@@ -77,8 +77,11 @@ def send_root_level(gateway: Gateway) -> None:
         level = logging.getLogger().getEffectiveLevel()
         if level == follower.level:
             return
+        channel = follower.channel()
+        if channel is None:
+            return
         try:
-            follower.channel.send(("level", level))
+            channel.send(("level", level))
         except Error:
             return  # the gateway is gone: what comes next says so
         follower.level = level
