@@ -385,6 +385,7 @@ def test_ctrl_c_at_the_pdb_prompt_of_execwire_run_gives_a_new_prompt_and_breaks_
 BREAK_IN = """
     import signal, sys
     import execwire
+    import execwire.debugger
 
     if sys.argv[1] == "own-handler":  # a handler of the program's own asks the session first
         def on_sigint(signum, frame):
