@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import call_targets
+from conftest import wait_until
 import pytest
 
 import execwire
@@ -74,8 +75,12 @@ def test_a_lost_gateway_is_replaced_and_its_call_retried(tmp_path: Path) -> None
         dead = int(marker.read_text())
         assert dead in first_pids
         assert list(pool.map(call_targets.square, range(10))) == [n * n for n in range(10)]
-        now = {gw._rinfo().pid for gw in pool.gateways}
-        assert len(now) == 2 and dead not in now  # replaced from its spec
+
+        def replaced() -> bool:  # from its spec, by the slot that saw the loss (on a busy machine, a bit later)
+            now = {gw._rinfo().pid for gw in pool.gateways}
+            return len(now) == 2 and dead not in now
+
+        assert wait_until(replaced, 30)
 
 
 def test_without_retries_the_future_fails_with_gateway_lost(tmp_path: Path) -> None:
