@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import call_targets
-from conftest import wait_until
 import pytest
+from conftest import wait_until
 
 import execwire
 
