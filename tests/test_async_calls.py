@@ -1,0 +1,381 @@
+"""Calls by reference, import forwarding, far logging and far breakpoint() on the async faces.
+
+Each test runs under asyncio (execwire.aio) and under trio (execwire.trio), with real popen
+gateways, through ssh (tests/sshd.py) and via= in an async Group. The rules and errors are the
+threaded API's (test_calls.py, test_imports.py, test_remote_logging.py): these check that the
+async faces keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import call_targets
+import pytest
+from forwarding import Packages, write_shop
+from sshd import SshServer
+
+import execwire
+import execwire.aio as aio
+from execwire.calls import CallError
+
+pytestmark = pytest.mark.timeout(90)
+pytest_plugins = ["sshd", "forwarding"]
+
+
+class Face:
+    """One async face: its module, how to run a main function in its loop, how to bound a wait."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        if name == "aio":
+            self.module: ModuleType = aio
+        else:
+            pytest.importorskip("trio")
+            import execwire.trio as etrio
+
+            self.module = etrio
+
+    def run(self, function: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``function()`` in a fresh loop, bounded (pytest-timeout cannot interrupt a stuck loop)."""
+        if self.name == "aio":
+            async def bounded() -> Any:
+                return await asyncio.wait_for(function(), 80)
+
+            return asyncio.run(bounded())
+        import trio
+
+        async def bounded_trio() -> Any:
+            with trio.fail_after(80):
+                return await function()
+
+        return trio.run(bounded_trio)
+
+    async def cancelled_after(self, seconds: float, awaitable: Callable[[], Awaitable[Any]]) -> bool:
+        """Run it, cancelled after ``seconds``: True if it was cancelled."""
+        if self.name == "aio":
+            try:
+                await asyncio.wait_for(awaitable(), seconds)
+            except asyncio.TimeoutError:
+                return True
+            return False
+        import trio
+
+        with trio.move_on_after(seconds) as scope:
+            await awaitable()
+        return bool(scope.cancelled_caught)
+
+
+@pytest.fixture(params=["aio", "trio"])
+def face(request: pytest.FixtureRequest) -> Face:
+    return Face(request.param)
+
+
+def far_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if hasattr(record, "gateway")]
+
+
+async def eventually(gw: Any, check: Callable[[], Awaitable[bool]], timeout: float = 20) -> bool:
+    """Whether ``check()`` comes true within ``timeout`` seconds (looked at every 20 ms in the loop)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await gw._backend.sleep(0.02)
+    return True
+
+
+def test_calls_follow_the_threaded_rules(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen") as gw:
+            pid = (await gw.remote_info()).pid
+            assert await gw.call(call_targets.add, 2, b=3) == 5
+            assert await gw.call(call_targets.Tools.twice, 4) == 8
+            assert await gw.call(call_targets.Tools.scaled, 4) == 40
+            assert await gw.call(os.getpid) == pid  # the far side's own os module
+            assert "call_targets" in gw._import_service.sent  # it came by import forwarding
+            with pytest.raises(execwire.RemoteError) as caught:
+                await gw.call(call_targets.fail, "no good")
+            assert caught.value.type_name == "ValueError"
+            assert 'call_targets.py", line 16, in fail' in caught.value.formatted
+            with pytest.raises(CallError, match="cannot call a lambda by reference"):
+                await gw.call(lambda: 1)
+            with pytest.raises(CallError, match=r"outer\.<locals>\.inner.*defined inside another function"):
+                await gw.call(call_targets.outer(), 2)
+            with pytest.raises(CallError, match="bound to an instance of Tools"):
+                await gw.call(call_targets.Tools().method)
+            with pytest.raises(execwire.DumpError, match=r"the result of unsendable on gateway .*\['bad'\]\[0\]"):
+                await gw.call(call_targets.unsendable)
+            with pytest.raises(execwire.DumpError, match="the arguments of the call of add cannot be sent"):
+                await gw.call(call_targets.add, object())
+            assert await gw.call(call_targets.add, 1, 1) == 2  # after every failure the gateway serves on
+
+    face.run(main)
+
+
+def test_calls_awaited_side_by_side_run_side_by_side(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen") as gw:
+            if face.name == "aio":
+                results = await asyncio.gather(*(gw.call(call_targets.sleep_then, 0.05, n) for n in range(12)))
+            else:
+                import trio
+
+                results = [None] * 12
+
+                async def one(n: int) -> None:
+                    results[n] = await gw.call(call_targets.sleep_then, 0.05, n)
+
+                async with trio.open_nursery() as nursery:
+                    for n in range(12):
+                        nursery.start_soon(one, n)
+            assert results == list(range(12))
+
+            async def idle_loops_kept() -> bool:
+                return (await gw.remote_status()).numexecuting == 4
+
+            assert await eventually(gw, idle_loops_kept)  # kept for the next calls; the others end
+
+    face.run(main)
+
+
+def test_a_cancelled_call_leaves_nothing_for_the_next(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen") as gw:
+            assert await gw.call(call_targets.add, 0) == 0
+            assert await face.cancelled_after(0.3, lambda: gw.call(call_targets.sleep_then, 1.0, "late"))
+            for number in range(5):  # the late answer comes on the abandoned loop, to nobody
+                assert await gw.call(call_targets.sleep_then, 0.3, number) == number
+
+    face.run(main)
+
+
+def test_a_far_side_killed_mid_call_is_gateway_lost(face: Face, packages: Packages, tmp_path: Path) -> None:
+    packages.write("slow.py", """\
+        import time
+        def announce_then_sleep(path):
+            open(path, "w").close()
+            time.sleep(60)
+        """)
+    import slow  # type: ignore[import-not-found]
+
+    started = tmp_path / "started"
+
+    async def main() -> None:
+        gw = await face.module.makegateway("popen")
+        pid = await gw.call(call_targets.far_pid)
+
+        async def kill_once_running() -> None:
+            async def running() -> bool:
+                return started.exists()
+
+            await eventually(gw, running)
+            os.kill(pid, signal.SIGKILL)
+
+        gw._backend.spawn(kill_once_running, "kill")
+        with pytest.raises(execwire.GatewayLostError):
+            await gw.call(slow.announce_then_sleep, str(started))
+        assert started.exists()
+        with pytest.raises(execwire.GatewayLostError):
+            await gw.call(call_targets.add, 1)
+        await gw.exit()
+
+    face.run(main)
+
+
+def test_calls_on_the_main_thread_only_exec_model(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen//execmodel=main_thread_only") as gw:
+            assert [await gw.call(call_targets.add, n, 1) for n in range(3)] == [1, 2, 3]
+            with pytest.raises(execwire.RemoteError, match="ValueError: once"):
+                await gw.call(call_targets.fail, "once")
+            channel = await gw.remote_exec("channel.send(6 * 7)")
+            assert await channel.receive(30) == 42
+
+    face.run(main)
+
+
+def test_shipped_code_imports_controller_only_packages(face: Face, packages: Packages) -> None:
+    write_shop(packages)
+
+    async def main() -> None:
+        async with await face.module.makegateway("popen//imports=on") as gw:
+            channel = await gw.remote_exec("""
+                import importlib.resources
+                import shop, shop.later
+                channel.send([shop.NAME, shop.prices.price("tea"), shop.count(), shop.later.WHEN])
+                channel.send(importlib.resources.files("shop").joinpath("data", "greeting.txt").read_text())
+            """)
+            assert await channel.receive(30) == ["shop", 300, 3, "later"]
+            assert await channel.receive(30) == "hello from the controller\n"
+            service = gw._import_service
+            # what shop's top level imports went along with it: one request for the whole package
+            assert {"shop", "shop.prices", "shop.stock", "shop.util.money"} <= service.sent
+            import shop.prices
+
+            assert await gw.call(shop.prices.price, "coffee") == 600
+
+    face.run(main)
+
+
+def test_the_import_policy_of_the_spec_and_of_forward_imports(face: Face, packages: Packages) -> None:
+    write_shop(packages)
+    packages.write("secret.py", "KEY = 1\n")
+    denied = "import secret"
+
+    async def main() -> None:
+        async with face.module.Group(["popen//imports=on//imports_deny=secret", "popen//imports=on//imports_allow=shop",
+                                      "popen//imports=off", "popen"]) as group:
+            deny, allow, off, later = list(group)
+            with pytest.raises(execwire.RemoteError, match=r"'secret'.*denies it \(deny=secret\)"):
+                await (await deny.remote_exec(denied)).waitclose(30)
+            await (await deny.remote_exec("import shop")).waitclose(30)
+            with pytest.raises(execwire.RemoteError, match=r"does not allow it \(allow=shop\)"):
+                await (await allow.remote_exec(denied)).waitclose(30)
+            import shop.stock
+
+            with pytest.raises(execwire.RemoteError, match="No module named 'shop'"):
+                await off.call(shop.stock.count)
+            await later.forward_imports(allow="shop")
+            assert await later.call(shop.stock.count) == 3
+            with pytest.raises(execwire.RemoteError, match="does not allow it"):
+                await (await later.remote_exec(denied)).waitclose(30)
+            with pytest.raises(RuntimeError, match="forwards imports already"):
+                await later.forward_imports(deny="secret")
+
+    face.run(main)
+
+
+def test_far_log_records_arrive_as_log_records(face: Face, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with face.module.Group(["popen//id=lg", "popen//id=quiet//logging=off",
+                                      "popen//id=loud//logging=ERROR"]) as group:
+            for gw in group:
+                channel = await gw.remote_exec("""
+                    import logging
+                    logging.getLogger("far.app").info("%d apples", 3, extra={"order": 17})
+                    logging.getLogger("far.app").error("bad", exc_info=ValueError("v"))
+                    channel.send(logging.getLogger().getEffectiveLevel())
+                """)
+                await channel.receive(30)
+
+            async def three_came() -> bool:
+                return len(far_records(caplog)) >= 3
+
+            assert await eventually(group[0], three_came)
+
+    face.run(main)
+    records = far_records(caplog)
+    by_gateway = {gateway: [r for r in records if r.gateway == gateway]  # type: ignore[attr-defined]
+                  for gateway in ("lg", "quiet", "loud")}
+    info, error = by_gateway["lg"]
+    assert (info.name, info.levelno, info.getMessage(), info.order) == ("far.app", logging.INFO, "3 apples", 17)  # type: ignore[attr-defined]
+    assert error.exc_text is not None and "ValueError: v" in error.exc_text
+    assert by_gateway["quiet"] == []
+    assert [record.getMessage() for record in by_gateway["loud"]] == ["bad"]
+
+
+def test_a_far_breakpoint_fails_at_once_saying_why(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen") as gw:
+            channel = await gw.remote_exec("""
+                try:
+                    breakpoint()
+                except Exception as exc:
+                    channel.send((type(exc).__name__, str(exc)))
+                import pdb
+                try:
+                    pdb.set_trace()
+                except Exception as exc:
+                    channel.send(type(exc).__name__)
+                breakpoint()
+            """)
+            name, message = await channel.receive(30)
+            assert name == "DebuggerUnavailable"
+            assert "pdb cannot start on gateway gw0" in message and "do not serve pdb sessions" in message
+            assert "PYTHONBREAKPOINT=0" in message
+            assert await channel.receive(30) == "DebuggerUnavailable"
+            with pytest.raises(execwire.RemoteError, match="DebuggerUnavailable"):
+                await channel.waitclose(30)
+
+    face.run(main)
+
+
+def test_breakpoint_skipped_with_pythonbreakpoint_0(face: Face) -> None:
+    async def main() -> None:
+        async with await face.module.makegateway("popen//env:PYTHONBREAKPOINT=0") as gw:
+            channel = await gw.remote_exec("breakpoint(); channel.send('went on')")
+            assert await channel.receive(30) == "went on"
+
+    face.run(main)
+
+
+def test_group_map_spreads_calls_and_keeps_the_order(face: Face) -> None:
+    async def main() -> None:
+        async with face.module.Group(["popen", "popen"]) as group:
+            assert await group.map(call_targets.square, range(50), chunksize=3, concurrency=2) == [
+                n * n for n in range(50)]
+            assert await group.map(call_targets.add, [1, 2, 3], [10, 20, 30]) == [11, 22, 33]
+            pids = {(await gw.remote_info()).pid for gw in group}
+            # every worker takes its first item before any answer comes: both gateways work
+            assert set(await group.map(call_targets.pid_after, [0.0] * 6)) == pids
+            with pytest.raises(execwire.RemoteError, match="ValueError: first"):
+                await group.map(call_targets.fail, ["first", "second", "third"])
+            with pytest.raises(CallError, match="lambda"):
+                await group.map(lambda x: x, [1])
+            with pytest.raises(ValueError, match="concurrency must be at least 1"):
+                await group.map(call_targets.square, [1], concurrency=0)
+            assert await group.map(call_targets.square, []) == []
+            assert await group.map(call_targets.square, [4]) == [16]  # the group serves on after failures
+
+    face.run(main)
+
+
+def test_over_ssh(face: Face, sshd: SshServer, packages: Packages, caplog: pytest.LogCaptureFixture) -> None:
+    write_shop(packages)
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with await face.module.makegateway(sshd.spec("id=remote")) as gw:
+            import shop.prices
+
+            assert await gw.call(shop.prices.price, "ab") == 200
+            channel = await gw.remote_exec("import logging, shop; logging.getLogger('far').warning(shop.NAME); "
+                                           "channel.send(1)")
+            assert await channel.receive(30) == 1
+            with pytest.raises(execwire.RemoteError, match="ValueError: over ssh"):
+                await gw.call(call_targets.fail, "over ssh")
+
+    face.run(main)
+    assert [(r.gateway, r.getMessage()) for r in far_records(caplog)] == [("remote", "shop")]  # type: ignore[attr-defined]
+
+
+def test_via_a_gateway_of_an_async_group(face: Face, packages: Packages, caplog: pytest.LogCaptureFixture) -> None:
+    write_shop(packages)
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with face.module.Group(["popen//id=middle", "popen//id=behind//via=middle//imports=on"]) as group:
+            behind = group["behind"]
+            import shop.prices
+
+            assert await behind.call(shop.prices.price, "abc") == 300
+            channel = await behind.remote_exec("import logging, shop.later; "
+                                               "logging.getLogger('far').warning(shop.later.WHEN); channel.send(1)")
+            assert await channel.receive(30) == 1
+            assert await group.map(call_targets.square, range(10)) == [n * n for n in range(10)]
+            assert "shop.later" in behind._import_service.sent
+            assert group["middle"]._import_service is None or "shop" not in group["middle"]._import_service.sent
+
+    face.run(main)
+    assert [(r.gateway, r.getMessage()) for r in far_records(caplog)] == [("behind", "later")]  # type: ignore[attr-defined]
