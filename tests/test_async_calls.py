@@ -12,6 +12,8 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -285,7 +287,7 @@ def test_far_log_records_arrive_as_log_records(face: Face, caplog: pytest.LogCap
     assert [record.getMessage() for record in by_gateway["loud"]] == ["bad"]
 
 
-def test_a_far_breakpoint_fails_at_once_saying_why(face: Face) -> None:
+def test_without_a_terminal_a_far_breakpoint_fails_at_once_saying_why(face: Face) -> None:
     async def main() -> None:
         async with await face.module.makegateway("popen") as gw:
             channel = await gw.remote_exec("""
@@ -302,13 +304,55 @@ def test_a_far_breakpoint_fails_at_once_saying_why(face: Face) -> None:
             """)
             name, message = await channel.receive(30)
             assert name == "DebuggerUnavailable"
-            assert "pdb cannot start on gateway gw0" in message and "do not serve pdb sessions" in message
+            assert "pdb cannot start on gateway gw0" in message and "is not a terminal" in message
             assert "PYTHONBREAKPOINT=0" in message
             assert await channel.receive(30) == "DebuggerUnavailable"
             with pytest.raises(execwire.RemoteError, match="DebuggerUnavailable"):
                 await channel.waitclose(30)
 
     face.run(main)
+
+
+BREAK_AND_GO_ON = '''
+    import execwire.{face} as face
+
+    async def main():
+        async with face.Group(["popen//id=debugged", "popen//id=other"]) as group:
+            channel = await group["debugged"].remote_exec("x = 41\\nbreakpoint()\\ny = x + 1\\nchannel.send(y)\\n")
+            # while the session waits at its prompt, the loop and the other gateway go on
+            other = await group["other"].remote_exec("channel.send(7)")
+            print("other says", await other.receive(30), flush=True)
+            print("debugged sends", await channel.receive(60), flush=True)
+
+    {run}
+'''
+
+
+@pytest.mark.parametrize("name", ["aio", "trio"])
+def test_a_far_breakpoint_opens_pdb_on_the_terminal_while_the_loop_goes_on(name: str, tmp_path: Path) -> None:
+    face = Face(name)  # skips without trio
+    from test_cli import Terminal
+
+    run = "import asyncio; asyncio.run(main())" if name == "aio" else "import trio; trio.run(main)"
+    script = tmp_path / "controller.py"
+    script.write_text(textwrap.dedent(BREAK_AND_GO_ON).format(face=face.module.__name__.rpartition(".")[2], run=run))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EXECWIRE_")}
+    env.update(HOME=str(tmp_path), TERM="xterm", INPUTRC="/dev/null")
+    terminal = Terminal([sys.executable, str(script)], env, cwd=tmp_path)
+    try:
+        header = terminal.read_until("(Pdb) ")
+        assert "execwire: pdb on gateway debugged (breakpoint, pid " in header and "-> y = x + 1" in header
+        if "other says 7" not in header:  # the other gateway answers before anything is typed
+            terminal.read_until("other says 7")
+        terminal.write("p x\n")
+        assert "41\n" in terminal.read_until("(Pdb) ")
+        terminal.write("p x.bit_len\t\n")  # Tab asks the far pdb
+        assert "p x.bit_length\n<built-in method bit_length" in terminal.read_until("(Pdb) ")
+        terminal.write("c\n")
+        terminal.read_until("debugged sends 42")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
 
 
 def test_breakpoint_skipped_with_pythonbreakpoint_0(face: Face) -> None:

@@ -1,14 +1,15 @@
-"""The async gateway's end of the far side's upstream channel: log records, and pdb requests refused.
+"""The async gateway's end of the far side's upstream channel: log records and pdb sessions.
 
 As on the threaded side (execwire/upstream.py), the far side's first channel is taken
 before a byte is read; a task of the gateway reads it once the HELLO named it. Far
-records become LogRecords in this process's logging (remote_logging, as for threads).
-A far breakpoint() asks for the terminal: the async faces do not lend it, so the
-far code gets DebuggerUnavailable at once, saying why, instead of waiting.
+records become LogRecords in this process's logging (remote_logging, as for threads);
+a far breakpoint() gets a session task of its own (_async/debugger.py), so records
+and other sessions' requests keep coming meanwhile.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from .gateway import AsyncGateway
 
 logger = logging.getLogger("execwire")
-
-NO_SESSIONS = ("the async faces (execwire.aio, execwire.trio) do not serve pdb sessions on the controller's "
-               "terminal; debug this code through a threaded execwire gateway, or skip breakpoint() calls with "
-               "PYTHONBREAKPOINT=0 in the far environment (the spec key env:PYTHONBREAKPOINT=0)")
 
 
 async def serve(gateway: AsyncGateway, channel: Channel) -> None:
@@ -37,16 +34,12 @@ async def serve(gateway: AsyncGateway, channel: Channel) -> None:
         if kind == "log" and isinstance(message[1], dict):
             remote_logging.handle(gateway, message[1])
         elif kind == "debug" and len(message) == 3 and isinstance(message[1], Channel):
-            await refuse_session(message[1])
+            from .debugger import serve_session
+
+            facts = message[2] if isinstance(message[2], dict) else {}
+            gateway._backend.spawn(functools.partial(serve_session, gateway, message[1], facts),
+                                   f"execwire-pdb-{gateway.id}")
         else:
             logger.warning("gateway %s sent %r on its upstream channel, which execwire does not know", gateway.id,
                            message)
 
-
-async def refuse_session(session: Channel) -> None:
-    """Tell the far pdb it gets no terminal: its breakpoint() raises DebuggerUnavailable with the reason."""
-    try:
-        await session.send(("refused", NO_SESSIONS))
-        await session.close()
-    except Error:
-        pass
