@@ -276,9 +276,9 @@ class AsyncGateway(BaseGateway):
         """Serve the far side the pure-Python modules it lacks, from here, from now on.
 
         ``allow`` limits it to those modules and their submodules, ``deny``
-        excludes some (names, or a comma-separated string), as the spec keys
-        ``imports``, ``imports_allow`` and ``imports_deny`` do. Returns once the far
-        finder is in place.
+        excludes some (names, or a comma-separated string); either left None is
+        what the spec keys ``imports_allow`` and ``imports_deny`` say. Returns once
+        the far finder is in place.
         """
         from .imports import forward_imports
 

@@ -141,8 +141,13 @@ def service(gateway: AsyncGateway) -> AsyncImportService:
 
 async def forward_imports(gateway: AsyncGateway, allow: str | Iterable[str] | None = None,
                           deny: str | Iterable[str] | None = None, timeout: float | None = None) -> None:
-    """Turn import forwarding on for ``gateway`` now with this policy; return once it is in place."""
-    policy = ImportPolicy.make(True, allow, deny)
+    """Turn import forwarding on for ``gateway`` now with this policy; return once it is in place.
+
+    ``allow`` or ``deny`` left None is what the spec says (imports_allow=, imports_deny=), as for threads.
+    """
+    from_spec = spec_policy(gateway)
+    policy = ImportPolicy.make(True, from_spec.allow if allow is None else allow,
+                               from_spec.deny if deny is None else deny)
     existing = gateway._import_service
     if existing is not None and existing.policy != policy:
         if existing._started:
