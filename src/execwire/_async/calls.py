@@ -54,22 +54,49 @@ async def call(gateway: AsyncGateway, func: Callable[..., Any], args: tuple[Any,
 
 
 async def run_request(gateway: AsyncGateway, request: dict[str, Any], what: str) -> Any:
-    calls.check_sendable(request, what, Channel)
-    await service(gateway).wait_ready(gateway.startup_timeout)
-    if gateway.spec.execmodel == "main_thread_only":  # an idle far loop would hold the only thread
-        return await _run_once(gateway, request, what)
-    idle = gateway._call_streams
-    stream = idle.pop() if idle else AsyncCallStream(gateway, await gateway.remote_exec(calls.STREAM_RUNNER))
+    """Run one far call on an idle far call loop of the gateway (or a new one) and return its result."""
+    lease = Lease(gateway)
     try:
-        result = await stream.run(request, what)
-    except (RemoteError, DumpError):
-        _give_back(gateway, stream)  # the far loop answered and waits for the next call
-        raise
-    except BaseException:  # lost, or cancelled here: what comes on it now is not for the next call
-        stream.close_soon()
-        raise
-    _give_back(gateway, stream)
-    return result
+        return await lease.run(request, what)
+    finally:
+        lease.release()
+
+
+class Lease:
+    """A far call loop that one caller holds for its calls (group.map's workers keep theirs throughout)."""
+
+    def __init__(self, gateway: AsyncGateway) -> None:
+        self.gateway = gateway
+        self.stream: AsyncCallStream | None = None
+
+    async def run(self, request: dict[str, Any], what: str) -> Any:
+        gateway = self.gateway
+        calls.check_sendable(request, what, Channel)
+        await service(gateway).wait_ready(gateway.startup_timeout)
+        if gateway.spec.execmodel == "main_thread_only":  # an idle far loop would hold the only thread
+            return await _run_once(gateway, request, what)
+        if self.stream is None:
+            idle = gateway._call_streams
+            self.stream = idle.pop() if idle else AsyncCallStream(gateway, await gateway.remote_exec(
+                calls.STREAM_RUNNER))
+        try:
+            return await self.stream.run(request, what)
+        except (RemoteError, DumpError):
+            raise  # the far loop answered and waits for the next call
+        except BaseException:  # lost, or cancelled here: what comes on it now is not for the next call
+            self.stream.close_soon()
+            self.stream = None
+            raise
+
+    def release(self) -> None:
+        """Give the far loop back to the gateway's idle ones (or close it if there are enough)."""
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        if len(self.gateway._call_streams) < calls.MAX_IDLE_STREAMS:
+            self.gateway._call_streams.append(stream)
+        else:
+            stream.close_soon()
 
 
 async def _run_once(gateway: AsyncGateway, request: dict[str, Any], what: str) -> Any:
@@ -82,13 +109,6 @@ async def _run_once(gateway: AsyncGateway, request: dict[str, Any], what: str) -
         raise Error(f"the call of {what} on gateway {gateway.id!r} ended without a result") from None
     await channel.waitclose()
     return calls.outcome(answer, what, gateway.id, channel.id)
-
-
-def _give_back(gateway: AsyncGateway, stream: AsyncCallStream) -> None:
-    if len(gateway._call_streams) < calls.MAX_IDLE_STREAMS:
-        gateway._call_streams.append(stream)
-    else:
-        stream.close_soon()
 
 
 async def map_calls(gateways: list[AsyncGateway], func: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
@@ -111,18 +131,22 @@ async def map_calls(gateways: list[AsyncGateway], func: Callable[..., Any], iter
     next_chunk = iter(range(len(chunks)))
 
     async def work(gateway: AsyncGateway) -> None:
-        for index in next_chunk:
-            if failures:
-                return
-            chunk = chunks[index]
-            request = calls.request_for(func, [(args, {}) for args in chunk], {}, batch=True)
-            try:
-                values = await run_request(gateway, request, what)
-            except Exception as exc:
-                failures[index] = exc
-                return
-            start = index * chunksize
-            results[start:start + len(values)] = values
+        lease = Lease(gateway)
+        try:
+            for index in next_chunk:
+                if failures:
+                    return
+                chunk = chunks[index]
+                request = calls.request_for(func, [(args, {}) for args in chunk], {}, batch=True)
+                try:
+                    values = await lease.run(request, what)
+                except Exception as exc:
+                    failures[index] = exc
+                    return
+                start = index * chunksize
+                results[start:start + len(values)] = values
+        finally:
+            lease.release()
 
     workers: list[Callable[[], Awaitable[None]]] = [
         _worker(work, gateway) for gateway in gateways for _ in range(concurrency)]
