@@ -236,7 +236,7 @@ def measure_async(calls: int) -> list[str]:
             started = time.perf_counter()
             group.map(_tasks.tiny, items, chunksize=chunksize)
             theirs = time.perf_counter() - started
-            lines.append(f"group.map of {calls:,} tiny calls over 4 gateways, chunksize {chunksize}: aio "
+            lines.append(f"group.map, {calls:,} tiny calls over 4 gateways, chunksize {chunksize}: aio "
                          f"{rate(calls, ours[chunksize])} vs threaded {rate(calls, theirs)}")
     return lines
 
