@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -423,3 +424,28 @@ def test_via_a_gateway_of_an_async_group(face: Face, packages: Packages, caplog:
 
     face.run(main)
     assert [(r.gateway, r.getMessage()) for r in far_records(caplog)] == [("behind", "later")]  # type: ignore[attr-defined]
+
+
+def test_a_function_of_the_main_script_travels_with_the_script(face: Face, tmp_path: Path) -> None:
+    script = tmp_path / "controller.py"
+    run = "asyncio.run(main())" if face.name == "aio" else "import trio; trio.run(main)"
+    script.write_text(textwrap.dedent(f"""\
+        import asyncio, collections
+        import execwire.{face.module.__name__.rpartition(".")[2]} as face
+
+        COUNTS = collections.Counter("abracadabra")
+
+        def most_common(n):
+            return COUNTS.most_common(n)
+
+        async def main():
+            async with face.Group(["popen//chdir=/"]) as group:
+                print(await group[0].call(most_common, 1), await group.map(most_common, [2]))
+
+        if __name__ == "__main__":
+            {run}
+        """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[('a', 5)] [[('a', 5), ('b', 2)]]\n"

@@ -32,7 +32,10 @@ async def serve(gateway: AsyncGateway, channel: Channel) -> None:
             return
         kind = message[0] if isinstance(message, tuple) and message else None
         if kind == "log" and isinstance(message[1], dict):
-            remote_logging.handle(gateway, message[1])
+            try:
+                remote_logging.handle(gateway, message[1])
+            except Exception:  # a filter of the user's that raises: the next records still come
+                logger.exception("gateway %s: a far log record could not be handled", gateway.id)
         elif kind == "debug" and len(message) == 3 and isinstance(message[1], Channel):
             from .debugger import serve_session
 
