@@ -109,8 +109,9 @@ def test_calls_follow_the_threaded_rules(face: Face) -> None:
                 await gw.call(call_targets.fail, "no good")
             assert caught.value.type_name == "ValueError"
             assert 'call_targets.py", line 16, in fail' in caught.value.formatted
-            with pytest.raises(CallError, match="cannot call a lambda by reference"):
+            with pytest.raises(face.module.CallError, match="cannot call a lambda by reference"):
                 await gw.call(lambda: 1)
+            assert face.module.CallError is CallError and face.module.DumpError is execwire.DumpError
             with pytest.raises(CallError, match=r"outer\.<locals>\.inner.*defined inside another function"):
                 await gw.call(call_targets.outer(), 2)
             with pytest.raises(CallError, match="bound to an instance of Tools"):
