@@ -450,3 +450,69 @@ def test_a_function_of_the_main_script_travels_with_the_script(face: Face, tmp_p
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[('a', 5)] [[('a', 5), ('b', 2)]]\n"
+
+
+FIRST_TIME_SLOW = """\
+    import os, time
+    def square_once_slow(n, folder):
+        first = not any(name.startswith("%d-" % n) for name in os.listdir(folder))
+        open(os.path.join(folder, "%d-%d" % (n, os.getpid())), "w").close()
+        if n == 0 and first:
+            time.sleep(60)  # the first run of item 0 waits to be killed
+        return n * n
+    """
+
+
+def test_group_map_runs_the_items_of_a_lost_gateway_elsewhere(face: Face, packages: Packages,
+                                                              tmp_path: Path) -> None:
+    packages.write("once.py", FIRST_TIME_SLOW)
+    import once  # type: ignore[import-not-found]
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    async def main() -> None:
+        async with face.module.Group(["popen", "popen"]) as group:
+            async def kill_the_slow_one() -> None:
+                async def started() -> bool:
+                    return any(name.startswith("0-") for name in os.listdir(marks))
+
+                await eventually(group[0], started)
+                os.kill(int(next(name for name in os.listdir(marks) if name.startswith("0-"))[2:]), signal.SIGKILL)
+
+            group[0]._backend.spawn(kill_the_slow_one, "killer")
+            assert await group.map(once.square_once_slow, range(8), [str(marks)] * 8) == [n * n for n in range(8)]
+            assert sorted(gw.state for gw in group) == ["closed", "up"]
+            survivor = next(gw for gw in group if gw.state == "up")
+            await survivor.exit()
+            with pytest.raises(execwire.GatewayLostError, match=r"map\(\) of square_once_slow: no gateway is up"):
+                await group.map(once.square_once_slow, [1], [str(marks)])
+
+    face.run(main)
+    runs_of_zero = [name for name in os.listdir(marks) if name.startswith("0-")]
+    assert len(runs_of_zero) == 2  # killed once, run again on the other gateway
+
+
+def test_group_map_with_retries_0_fails_with_the_lost_gateway(face: Face, packages: Packages, tmp_path: Path) -> None:
+    packages.write("once.py", FIRST_TIME_SLOW)
+    import once  # type: ignore[import-not-found]
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    async def main() -> None:
+        async with face.module.Group(["popen"]) as group:
+            async def kill_when_started() -> None:
+                async def started() -> bool:
+                    return any(name.startswith("0-") for name in os.listdir(marks))
+
+                await eventually(group[0], started)
+                os.kill(int(next(name for name in os.listdir(marks) if name.startswith("0-"))[2:]), signal.SIGKILL)
+
+            group[0]._backend.spawn(kill_when_started, "killer")
+            with pytest.raises(execwire.GatewayLostError):
+                await group.map(once.square_once_slow, [0, 1], [str(marks)] * 2, retries=0)
+            with pytest.raises(ValueError, match="retries must be 0 or more"):
+                await group.map(once.square_once_slow, [0], [str(marks)], retries=-1)
+
+    face.run(main)

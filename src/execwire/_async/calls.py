@@ -9,12 +9,14 @@ whose late answer is then for nobody.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import calls
-from .._far.errors import Error, RemoteError
+from .._far.errors import Error, GatewayLostError, RemoteError
 from .._far.wire import DumpError
+from .backend import Backend, Wakeups
 from .channel import Channel
 from .imports import service
 
@@ -112,52 +114,91 @@ async def _run_once(gateway: AsyncGateway, request: dict[str, Any], what: str) -
 
 
 async def map_calls(gateways: list[AsyncGateway], func: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
-                    chunksize: int, concurrency: int) -> list[Any]:
-    """``list(map(func, *iterables))`` with the calls spread over ``gateways``, ``concurrency`` at a time on each.
-
-    Workers take the next chunk as they finish one; after a failure no new chunk
-    starts, and the error of the first failed item (in input order) is raised.
-    """
+                    chunksize: int, concurrency: int, retries: int) -> list[Any]:
+    """``list(map(func, *iterables))`` with the calls spread over ``gateways``, ``concurrency`` at a time on each."""
     if not gateways:
         raise ValueError("map() needs at least one gateway in the group")
     if chunksize < 1 or concurrency < 1:
         raise ValueError(f"chunksize and concurrency must be at least 1, not {chunksize} and {concurrency}")
-    items = list(zip(*iterables, strict=False))
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, not {retries}")
     calls.request_for(func, [], {}, batch=True)  # CallError now, not once per chunk
-    what = calls._describe(func)
-    chunks = [items[start:start + chunksize] for start in range(0, len(items), chunksize)]
-    results: list[Any] = [None] * len(items)
-    failures: dict[int, BaseException] = {}
-    next_chunk = iter(range(len(chunks)))
+    items = list(zip(*iterables, strict=False))
+    run = MapRun(gateways[0]._backend, func, [items[start:start + chunksize]
+                                              for start in range(0, len(items), chunksize)], retries)
+    outcomes = await gateways[0]._backend.run_all([_worker(run, gateway) for gateway in gateways
+                                                   for _ in range(concurrency)])
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return run.results()
 
-    async def work(gateway: AsyncGateway) -> None:
+
+class MapRun:
+    """One map: chunks of items handed to workers as they finish one, results kept in input order.
+
+    A chunk whose gateway is lost while it runs goes back to the front of the queue for
+    another gateway, up to ``retries`` times (so it may run twice: the function should be
+    idempotent); that gateway's workers stop. A far exception is never retried: after
+    it no new chunk starts, and the error of the first failed chunk is raised. Only the
+    loop touches it.
+    """
+
+    def __init__(self, backend: Backend, func: Callable[..., Any], chunks: list[list[tuple[Any, ...]]],
+                 retries: int) -> None:
+        self.func = func
+        self.what = calls._describe(func)
+        self.chunks = chunks
+        self.retries = retries
+        self.pending = deque(range(len(chunks)))
+        self.attempts = [0] * len(chunks)
+        self.values: list[list[Any] | None] = [None] * len(chunks)
+        self.failures: dict[int, BaseException] = {}
+        self.running = 0  # chunks being run: one of them may come back to the queue
+        self.changes = Wakeups(backend)  # a chunk finished or came back
+        self.lost: list[BaseException] = []
+
+    async def work(self, gateway: AsyncGateway) -> None:
         lease = Lease(gateway)
         try:
-            for index in next_chunk:
-                if failures:
-                    return
-                chunk = chunks[index]
-                request = calls.request_for(func, [(args, {}) for args in chunk], {}, batch=True)
+            while not self.failures and gateway.state == "up":
+                if not self.pending:
+                    if not self.running:
+                        return
+                    await self.changes.wait(None)
+                    continue
+                index = self.pending.popleft()
+                self.running += 1
                 try:
-                    values = await lease.run(request, what)
-                except Exception as exc:
-                    failures[index] = exc
+                    self.values[index] = await lease.run(self.request(index), self.what)
+                except GatewayLostError as exc:
+                    self.lost.append(exc)
+                    self.attempts[index] += 1
+                    if self.attempts[index] > self.retries:
+                        self.failures[index] = exc
+                    else:
+                        self.pending.appendleft(index)
                     return
-                start = index * chunksize
-                results[start:start + len(values)] = values
+                except Exception as exc:
+                    self.failures[index] = exc
+                    return
+                finally:
+                    self.running -= 1
+                    self.changes.wake_all()
         finally:
             lease.release()
 
-    workers: list[Callable[[], Awaitable[None]]] = [
-        _worker(work, gateway) for gateway in gateways for _ in range(concurrency)]
-    outcomes = await gateways[0]._backend.run_all(workers)
-    for result in outcomes:
-        if isinstance(result, BaseException):
-            raise result
-    if failures:
-        raise failures[min(failures)]
-    return results
+    def request(self, index: int) -> dict[str, Any]:
+        return calls.request_for(self.func, [(args, {}) for args in self.chunks[index]], {}, batch=True)
+
+    def results(self) -> list[Any]:
+        if self.failures:
+            raise self.failures[min(self.failures)]
+        if self.pending:
+            why = f"every gateway was lost (the last: {self.lost[-1]})" if self.lost else "no gateway is up"
+            raise GatewayLostError(f"map() of {self.what}: {why}; {len(self.pending)} chunks of items were not run")
+        return [value for values in self.values for value in values or ()]
 
 
-def _worker(work: Callable[[AsyncGateway], Awaitable[None]], gateway: AsyncGateway) -> Callable[[], Awaitable[None]]:
-    return lambda: work(gateway)
+def _worker(run: MapRun, gateway: AsyncGateway) -> Callable[[], Awaitable[None]]:
+    return lambda: run.work(gateway)
