@@ -279,7 +279,7 @@ def _data_files(folder: str) -> list[str]:
 # -- one gateway's service ------------------------------------------------------------------------
 
 class ModuleServer:
-    """What a gateway's far finder is told: the answering half of import forwarding, with no I/O.
+    """What a gateway's far finder is told: the answering half of import forwarding, whatever drives it.
 
     A driver receives the far side's requests on the service channel and hands each to
     _answer(), which sends the replies on what it is given: the threaded ImportService
@@ -419,7 +419,6 @@ class ModuleServer:
             return Path(real).read_bytes()
         except OSError:
             return None
-
 
 
 class ImportService(ModuleServer):
