@@ -357,6 +357,44 @@ def test_a_far_breakpoint_opens_pdb_on_the_terminal_while_the_loop_goes_on(name:
         terminal.close()
 
 
+TWO_SESSIONS = '''
+    import asyncio
+    import execwire.aio as face
+
+    async def main():
+        async with face.Group(["popen//id=first", "popen//id=second"]) as group:
+            first = await group["first"].remote_exec("x = 1\\nbreakpoint()\\nchannel.send(x)\\n")
+            second = await group["second"].remote_exec("x = 2\\nbreakpoint()\\nchannel.send(x)\\n")
+            print("results", sorted([await first.receive(60), await second.receive(60)]), flush=True)
+
+    asyncio.run(main())
+'''
+
+
+def test_sessions_of_several_gateways_take_the_terminal_one_after_another(tmp_path: Path) -> None:
+    from test_cli import Terminal
+
+    script = tmp_path / "controller.py"
+    script.write_text(textwrap.dedent(TWO_SESSIONS))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EXECWIRE_")}
+    env.update(HOME=str(tmp_path), TERM="xterm", INPUTRC="/dev/null")
+    terminal = Terminal([sys.executable, str(script)], env, cwd=tmp_path)
+    try:
+        seen = set()
+        for _ in range(2):
+            header = terminal.read_until("(Pdb) ")
+            assert header.count("execwire: pdb on gateway") == 1  # one session at a time
+            seen.add("first" if "gateway first" in header else "second")
+            terminal.write("p x * 10\n")
+            assert ("10\n" if "gateway first" in header else "20\n") in terminal.read_until("(Pdb) ")
+            terminal.write("c\n")
+        assert seen == {"first", "second"}
+        terminal.read_until("results [1, 2]")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
 def test_breakpoint_skipped_with_pythonbreakpoint_0(face: Face) -> None:
     async def main() -> None:
         async with await face.module.makegateway("popen//env:PYTHONBREAKPOINT=0") as gw:

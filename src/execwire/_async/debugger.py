@@ -31,7 +31,7 @@ async def serve_session(gateway: AsyncGateway, channel: Channel, facts: dict[str
             await channel.send(("refused", why))
             await channel.close()
             return
-        await gateway._backend.run_in_daemon_thread(debugger.TERMINAL.acquire)
+        await take_terminal(gateway)
         try:
             await channel.send(("attached",))
             for hook in list(debugger.before_session):
@@ -46,6 +46,34 @@ async def serve_session(gateway: AsyncGateway, channel: Channel, facts: dict[str
             debugger.TERMINAL.release()
     except Error:
         pass  # the gateway is gone: its session with it
+
+
+async def take_terminal(gateway: AsyncGateway) -> None:
+    """Until this session has the terminal (debugger.TERMINAL); a task cancelled meanwhile never takes it."""
+    guard = threading.Lock()
+    state: list[bool | None] = [None]  # None: waiting; True: taken for the task; False: the task gave up
+
+    def take() -> None:
+        while True:
+            if debugger.TERMINAL.acquire(timeout=0.1):
+                with guard:
+                    if state[0] is None:
+                        state[0] = True
+                        return
+                debugger.TERMINAL.release()
+                return
+            with guard:
+                if state[0] is False:
+                    return
+
+    try:
+        await gateway._backend.run_in_daemon_thread(take)
+    except BaseException:
+        with guard:
+            if state[0] is True:  # taken just as the task was cancelled: give it back
+                debugger.TERMINAL.release()
+            state[0] = False
+        raise
 
 
 class Console(debugger.Console):
