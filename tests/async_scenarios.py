@@ -223,5 +223,37 @@ async def scenario_a_dropped_channel_is_closed(face: ModuleType, spec: str) -> N
     await stop(gw)
 
 
+async def scenario_calls_and_far_log_records(face: ModuleType, spec: str) -> None:
+    """gw.call with its module forwarded, a far exception, and far records as LogRecords (test_async_calls.py
+    has the rest)."""
+    import logging
+
+    import call_targets
+
+    kept: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = kept.append  # type: ignore[method-assign]
+    far_logger = logging.getLogger("scenario.far")
+    far_logger.addHandler(handler)
+    far_logger.setLevel(logging.INFO)
+    try:
+        gw = await start(face, spec)
+        assert await gw.call(call_targets.add, 40, b=2) == 42
+        with pytest.raises(execwire.RemoteError, match="ValueError: scenario"):
+            await gw.call(call_targets.fail, "scenario")
+        channel = await gw.remote_exec("import logging; logging.getLogger('scenario.far').info('from %s', "
+                                       "channel.gateway.id); channel.send(None)")
+        await channel.receive(30)
+        deadline = time.monotonic() + 20
+        while not kept and time.monotonic() < deadline:
+            await gw._backend.sleep(0.02)
+        assert [(record.getMessage(), record.gateway) for record in kept] == [  # type: ignore[attr-defined]
+            (f"from {gw.id}", gw.id)]
+        await stop(gw)
+    finally:
+        far_logger.removeHandler(handler)
+        far_logger.setLevel(logging.NOTSET)
+
+
 SCENARIOS = {name[len("scenario_"):]: function for name, function in sorted(globals().items())
              if name.startswith("scenario_")}

@@ -23,6 +23,7 @@ from typing import Any
 
 import call_targets
 import pytest
+import pythons
 from forwarding import Packages, write_shop
 from sshd import SshServer
 
@@ -554,3 +555,31 @@ def test_group_map_with_retries_0_fails_with_the_lost_gateway(face: Face, packag
                 await group.map(once.square_once_slow, [0], [str(marks)], retries=-1)
 
     face.run(main)
+
+
+@pytest.mark.parametrize("far", [interpreter for interpreter in pythons.matrix()
+                                 if interpreter.name in ("3.6", "3.13", "pypy3")],
+                         ids=lambda interpreter: interpreter.name)
+def test_old_and_new_far_pythons(face: Face, far: pythons.Interpreter, packages: Packages,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    write_shop(packages)
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with await face.module.makegateway(f"popen//python={far.command}//imports=on") as gw:
+            import shop.prices
+
+            assert await gw.call(shop.prices.price, "abcd") == 400
+            channel = await gw.remote_exec("import logging, shop; logging.getLogger('far').warning(shop.NAME); "
+                                           "import sys; channel.send(sys.version_info[:2])")
+            assert tuple(await channel.receive(30)) == far.version[:2]
+            with pytest.raises(execwire.RemoteError, match="ValueError: old"):
+                await gw.call(call_targets.fail, "old")
+
+            async def record_came() -> bool:
+                return bool(far_records(caplog))
+
+            assert await eventually(gw, record_came)
+
+    face.run(main)
+    assert [(r.gateway, r.getMessage()) for r in far_records(caplog)] == [("gw0", "shop")]  # type: ignore[attr-defined]
