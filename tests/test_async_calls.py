@@ -583,3 +583,48 @@ def test_old_and_new_far_pythons(face: Face, far: pythons.Interpreter, packages:
 
     face.run(main)
     assert [(r.gateway, r.getMessage()) for r in far_records(caplog)] == [("gw0", "shop")]  # type: ignore[attr-defined]
+
+
+def test_a_flood_of_far_records_arrives_whole_and_in_order(face: Face) -> None:
+    kept: list[int] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(int(record.getMessage().split()[0]))
+
+    handler = Keep()
+    flood = logging.getLogger("flood")
+    flood.addHandler(handler)
+    flood.setLevel(logging.INFO)
+    flood.propagate = False
+
+    async def main() -> None:
+        async with await face.module.makegateway("popen") as gw:
+            # some 11 MB of records, more than a channel's credit (8 MiB): the far side waits for the loop
+            channel = await gw.remote_exec("""
+                import logging, threading
+                log = logging.getLogger("flood")
+                def burst(start):
+                    for number in range(start, start + 10000):
+                        log.info("%d %s", number, "padding" * 40)
+                threads = [threading.Thread(target=burst, args=(start,)) for start in (0, 10000)]
+                for thread in threads: thread.start()
+                for thread in threads: thread.join()
+                channel.send("done")
+            """)
+            assert await channel.receive(60) == "done"
+
+            async def all_came() -> bool:
+                return len(kept) >= 20000
+
+            assert await eventually(gw, all_came, 60)
+
+    try:
+        face.run(main)
+    finally:
+        flood.removeHandler(handler)
+        flood.propagate = True
+        flood.setLevel(logging.NOTSET)
+    assert sorted(kept) == list(range(20000))
+    for start in (0, 10000):  # each far thread's records in the order it logged them
+        assert [number for number in kept if start <= number < start + 10000] == list(range(start, start + 10000))
