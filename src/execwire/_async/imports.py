@@ -101,8 +101,9 @@ class AsyncImportService(ModuleServer):
         except (Error, EOFError) as exc:
             error = exc if not isinstance(exc, EOFError) else GatewayLostError(
                 f"gateway {gateway.id!r}: the far side of import forwarding did not start")
-        except BaseException as exc:  # noqa: B036 - a background task: whoever waits gets it
-            error = exc
+        except BaseException:  # cancelled (the loop ends): a waiter gets an error of its own, not the cancellation
+            error = GatewayLostError(f"gateway {gateway.id!r}: import forwarding was being set up when its task "
+                                     "was cancelled")
             raise
         finally:
             self._error = error
