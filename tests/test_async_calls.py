@@ -126,23 +126,42 @@ def test_calls_follow_the_threaded_rules(face: Face) -> None:
     face.run(main)
 
 
-def test_calls_awaited_side_by_side_run_side_by_side(face: Face) -> None:
+BARRIER = """\
+    import os, time
+    def meet(folder, number, count):
+        open(os.path.join(folder, str(number)), "w").close()
+        deadline = time.monotonic() + 10
+        while len(os.listdir(folder)) < count:  # every call of the group arrives, or none waits for ever
+            if time.monotonic() > deadline:
+                return "alone"
+            time.sleep(0.01)
+        return number
+    """
+
+
+def test_calls_awaited_side_by_side_run_side_by_side(face: Face, packages: Packages, tmp_path: Path) -> None:
+    packages.write("barrier.py", BARRIER)
+    import barrier  # type: ignore[import-not-found]
+
+    count = 6
+
     async def main() -> None:
         async with await face.module.makegateway("popen") as gw:
+            results: list[Any] = [None] * count
+
+            async def one(n: int) -> None:
+                results[n] = await gw.call(barrier.meet, str(tmp_path / "met"), n, count)
+
+            (tmp_path / "met").mkdir()
             if face.name == "aio":
-                results = await asyncio.gather(*(gw.call(call_targets.sleep_then, 0.05, n) for n in range(12)))
+                await asyncio.gather(*(one(n) for n in range(count)))
             else:
                 import trio
 
-                results = [None] * 12
-
-                async def one(n: int) -> None:
-                    results[n] = await gw.call(call_targets.sleep_then, 0.05, n)
-
                 async with trio.open_nursery() as nursery:
-                    for n in range(12):
+                    for n in range(count):
                         nursery.start_soon(one, n)
-            assert results == list(range(12))
+            assert results == list(range(count))  # each met all the others: they ran at the same time
 
             async def idle_loops_kept() -> bool:
                 return (await gw.remote_status()).numexecuting == 4
