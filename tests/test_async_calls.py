@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
@@ -647,3 +648,25 @@ def test_a_flood_of_far_records_arrives_whole_and_in_order(face: Face) -> None:
     assert sorted(kept) == list(range(20000))
     for start in (0, 10000):  # each far thread's records in the order it logged them
         assert [number for number in kept if start <= number < start + 10000] == list(range(start, start + 10000))
+
+
+def test_missing_compiled_and_broken_modules_fail_clearly(face: Face, packages: Packages) -> None:
+    packages.write(f"fastthing{sysconfig.get_config_var('EXT_SUFFIX')}", "not really a shared object: never loaded")
+    packages.write("broken.py", "X = 1\nraise RuntimeError('broken at import')\n")
+
+    async def main() -> None:
+        async with await face.module.makegateway("popen//imports=on") as gw:
+            with pytest.raises(execwire.RemoteError) as caught:
+                await (await gw.remote_exec("import fastthing")).receive(30)
+            assert caught.value.type_name == "ModuleNotFoundError"
+            assert "compiled extension module" in str(caught.value)
+            assert "install it on the far side (for example: pip install fastthing)" in str(caught.value)
+            with pytest.raises(execwire.RemoteError, match="No module named 'no_such_module_anywhere'"):
+                await (await gw.remote_exec("import no_such_module_anywhere")).receive(30)
+            for _ in range(2):  # and again: not left half-imported
+                with pytest.raises(execwire.RemoteError) as caught:
+                    await (await gw.remote_exec("import broken")).receive(30)
+                assert caught.value.type_name == "RuntimeError" and "broken at import" in str(caught.value)
+                assert str(packages.root / "broken.py") in caught.value.formatted
+
+    face.run(main)
