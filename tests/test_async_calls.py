@@ -9,6 +9,7 @@ async faces keep them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -106,6 +107,7 @@ def test_calls_follow_the_threaded_rules(face: Face) -> None:
             assert await gw.call(call_targets.Tools.twice, 4) == 8
             assert await gw.call(call_targets.Tools.scaled, 4) == 40
             assert await gw.call(os.getpid) == pid  # the far side's own os module
+            assert await gw.call(functools.partial(call_targets.add, 1), b=2) == 3  # a partial travels whole
             assert "call_targets" in gw._import_service.sent  # it came by import forwarding
             with pytest.raises(execwire.RemoteError) as caught:
                 await gw.call(call_targets.fail, "no good")
