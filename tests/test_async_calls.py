@@ -672,3 +672,29 @@ def test_missing_compiled_and_broken_modules_fail_clearly(face: Face, packages: 
                 assert str(packages.root / "broken.py") in caught.value.formatted
 
     face.run(main)
+
+
+def test_a_failure_while_answering_fails_the_far_import_at_once(face: Face, packages: Packages,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from execwire._async.imports import AsyncImportService
+
+    packages.write("fine.py", "OK = True\n")
+    packages.write("cursed.py", "OK = False\n")
+    answer = AsyncImportService.replies_to
+
+    def failing(self: AsyncImportService, request: Any) -> list[Any]:
+        if request[:2] == ("find", "cursed"):
+            raise RuntimeError("a bug while answering")
+        return answer(self, request)
+
+    monkeypatch.setattr(AsyncImportService, "replies_to", failing)
+
+    async def main() -> None:
+        async with await face.module.makegateway("popen//imports=on") as gw:
+            with pytest.raises(execwire.RemoteError, match="the controller failed to serve cursed: RuntimeError: "
+                                                           "a bug while answering"):
+                await (await gw.remote_exec("import cursed")).receive(30)
+            channel = await gw.remote_exec("import fine; channel.send(fine.OK)")
+            assert await channel.receive(30) is True  # and the service answers on
+
+    face.run(main)

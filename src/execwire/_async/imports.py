@@ -24,8 +24,20 @@ if TYPE_CHECKING:
     from .gateway import AsyncGateway
 
 
+class _NoRelay:
+    """The writer of a channel that no via= middle relays for this driver: transports/middle_cache.py
+    looks at a channel's ``_writer.stream`` to decide whether to send by reference."""
+
+    stream = None
+
+
 class Replies:
-    """Stands in for the service channel while ModuleServer._answer runs: keeps what it sends, in order."""
+    """Stands in for the service channel while ModuleServer._answer runs: keeps what it sends, in order.
+
+    Sent by value: the async faces' via= middles keep nothing for their relays to write.
+    """
+
+    _writer = _NoRelay()
 
     def __init__(self) -> None:
         self.items: list[Any] = []
@@ -118,7 +130,11 @@ class AsyncImportService(ModuleServer):
                 request = await channel.receive()
             except (EOFError, Error):
                 return
-            replies = await backend.run_in_thread(self.replies_to, request)
+            try:
+                replies = await backend.run_in_thread(self.replies_to, request)
+            except Exception as exc:  # a bug here: the far import fails at once, saying so, instead of waiting
+                number = request[-1] if isinstance(request, tuple) and request else None
+                replies = [(number, ("error", f"{type(exc).__name__}: {exc}"))]
             try:
                 for item in replies:
                     await channel.send(item)
