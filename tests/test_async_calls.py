@@ -698,3 +698,43 @@ def test_a_failure_while_answering_fails_the_far_import_at_once(face: Face, pack
             assert await channel.receive(30) is True  # and the service answers on
 
     face.run(main)
+
+
+PROBE = """
+import logging
+logging.getLogger("far.probe").debug("%s debug", channel.gateway.id)
+logging.getLogger("far.probe").info("%s info", channel.gateway.id)
+channel.send(logging.getLogger().level)
+"""
+
+
+def test_later_changes_of_the_root_level_reach_the_far_side_with_the_next_code_or_call(
+        face: Face, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+
+    async def main() -> None:
+        async with face.module.Group(["popen//id=follows", "popen//logging=ERROR//id=fixed"]) as group:
+            follows, fixed = group["follows"], group["fixed"]
+            root.setLevel(logging.INFO)  # before the far side even imported logging
+            assert await (await follows.remote_exec(PROBE)).receive(20) == logging.INFO
+            root.setLevel(logging.DEBUG)
+            assert await follows.call(call_targets.log_and_level, "call") == logging.DEBUG  # with a call too
+            assert await (await fixed.remote_exec(PROBE)).receive(20) == logging.ERROR  # the spec's level stays
+            await (await follows.remote_exec("import logging; logging.getLogger().setLevel(logging.CRITICAL)")
+                   ).waitclose(20)
+            root.setLevel(logging.INFO)
+            assert await (await follows.remote_exec(PROBE)).receive(20) == logging.CRITICAL  # the far code's too
+            for gateway in (follows, fixed):
+                await (await gateway.remote_exec("import logging; logging.getLogger().critical('end')")).waitclose(20)
+
+            async def all_came() -> bool:
+                return len(far_records(caplog)) >= 5
+
+            assert await eventually(follows, all_came)
+
+    face.run(main)
+    assert [(record.gateway, record.getMessage()) for record in far_records(caplog)] == [  # type: ignore[attr-defined]
+        ("follows", "follows info"), ("follows", "call debug"), ("follows", "call info"), ("follows", "end"),
+        ("fixed", "end")]

@@ -19,6 +19,7 @@ from .._far.wire import DumpError
 from .backend import Backend, Wakeups
 from .channel import Channel
 from .imports import service
+from .upstream import send_root_level
 
 if TYPE_CHECKING:
     from .gateway import AsyncGateway
@@ -33,6 +34,7 @@ class AsyncCallStream:
 
     async def run(self, request: dict[str, Any], what: str) -> Any:
         """Send ``request`` and return what its answer carries (RemoteError, DumpError: the stream stays good)."""
+        send_root_level(self.gateway)  # the far root level before the call runs (_async/upstream.py)
         await self.channel.send(request)
         answer = await self.channel.receive()
         return calls.outcome(answer, what, self.gateway.id, self.channel.id)

@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .. import _imports_far, transports, upstream
+from .. import _imports_far, remote_logging, transports, upstream
 from .._far import frames, protocol
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.gateway import BaseGateway, Tracer
@@ -73,6 +73,8 @@ class AsyncGateway(BaseGateway):
         self._call_streams: list[AsyncCallStream] = []  # idle far call loops (_async/calls.py)
         # far log records and pdb requests (_async/upstream.py): taken before any byte is read
         self._upstream: Channel = self._protocol.channel_for(upstream.CHANNEL_ID)
+        # the controller's root level as the far side last heard it (None: it does not follow)
+        self._followed_level: int | None = remote_logging.followed_level(spec)
 
     def __repr__(self) -> str:
         return f"<async Gateway id={self.id!r} {self.state} spec={str(self.spec)!r}>"
@@ -179,7 +181,9 @@ class AsyncGateway(BaseGateway):
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
             upstream.check_hello(hello.get("upstream"))
-            if hello.get("upstream") is not None:
+            if hello.get("upstream") is None:
+                self._followed_level = None  # nobody there to tell levels to
+            else:
                 from . import upstream as async_upstream
 
                 channel = self._upstream
@@ -240,6 +244,9 @@ class AsyncGateway(BaseGateway):
             name = getattr(source, "__name__", "?")
             source.close()
             raise TypeError(f"remote_exec takes the function, not a coroutine: pass {name}, not {name}(...)")
+        from .upstream import send_root_level
+
+        send_root_level(self)  # far logging that follows the controller's level has it first
         if self.spec.imports == "on" and source is not _imports_far:
             from .imports import service  # forwarding in place before the code runs: one round trip, once
 

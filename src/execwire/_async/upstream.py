@@ -4,7 +4,8 @@ As on the threaded side (execwire/upstream.py), the far side's first channel is 
 before a byte is read; a task of the gateway reads it once the HELLO named it. Far
 records become LogRecords in this process's logging (remote_logging, as for threads);
 a far breakpoint() gets a session task of its own (_async/debugger.py), so records
-and other sessions' requests keep coming meanwhile.
+and other sessions' requests keep coming meanwhile. The other way goes the root
+level, for far sides that follow it (send_root_level).
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ if TYPE_CHECKING:
     from .gateway import AsyncGateway
 
 logger = logging.getLogger("execwire")
+
+
+def send_root_level(gateway: AsyncGateway) -> None:
+    """Tell a following far side the controller's root level if it changed (before code or a call is sent).
+
+    As upstream.send_root_level does for threads; the item is queued at once, so it goes
+    out before the frame the caller sends next, whichever task sends what.
+    """
+    followed = gateway._followed_level
+    if followed is None:
+        return
+    level = logging.getLogger().getEffectiveLevel()
+    if level == followed:
+        return
+    gateway._followed_level = level
+    try:
+        gateway._upstream._send_nowait(("level", level))
+    except Error:
+        pass  # the gateway is gone: what comes next says so
 
 
 async def serve(gateway: AsyncGateway, channel: Channel) -> None:
