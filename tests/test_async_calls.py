@@ -346,8 +346,8 @@ BREAK_AND_GO_ON = '''
             channel = await group["debugged"].remote_exec("x = 41\\nbreakpoint()\\ny = x + 1\\nchannel.send(y)\\n")
             # while the session waits at its prompt, the loop and the other gateway go on
             other = await group["other"].remote_exec("channel.send(7)")
-            print("other says", await other.receive(30), flush=True)
-            print("debugged sends", await channel.receive(60), flush=True)
+            print("other says %s" % await other.receive(30), flush=True)  # one write: the header may come between
+            print("debugged sends %s" % await channel.receive(60), flush=True)
 
     {run}
 '''
@@ -373,6 +373,9 @@ def test_a_far_breakpoint_opens_pdb_on_the_terminal_while_the_loop_goes_on(name:
         assert "41\n" in terminal.read_until("(Pdb) ")
         terminal.write("p x.bit_len\t\n")  # Tab asks the far pdb
         assert "p x.bit_length\n<built-in method bit_length" in terminal.read_until("(Pdb) ")
+        terminal.write("p x")
+        terminal.write("\x03")  # Ctrl-C at the prompt: what was typed goes, pdb prompts again
+        assert "^C\n--KeyboardInterrupt--\n(Pdb) " in terminal.read_until("(Pdb) ")
         terminal.write("c\n")
         terminal.read_until("debugged sends 42")
         assert terminal.wait() == 0
@@ -388,7 +391,7 @@ TWO_SESSIONS = '''
         async with face.Group(["popen//id=first", "popen//id=second"]) as group:
             first = await group["first"].remote_exec("x = 1\\nbreakpoint()\\nchannel.send(x)\\n")
             second = await group["second"].remote_exec("x = 2\\nbreakpoint()\\nchannel.send(x)\\n")
-            print("results", sorted([await first.receive(60), await second.receive(60)]), flush=True)
+            print("results %s" % sorted([await first.receive(60), await second.receive(60)]), flush=True)
 
     asyncio.run(main())
 '''

@@ -1,148 +1,90 @@
 """Far pdb sessions of async gateways on the controller's terminal (see ``_far/debugger.py``).
 
-The threaded side's session (execwire/debugger.py), driven by a task: the same
-messages, the same one-session-at-a-time terminal lock, the same header and refusal
-without a terminal. What blocks (waiting for the terminal, input() at the prompt)
-runs in a daemon thread, so the loop, the other gateways and the rest of this one go
-on meanwhile, and a prompt nobody answers does not hold up the interpreter's exit.
-Tab asks the far pdb for completions through the loop.
+The session is the threaded side's own (execwire/debugger.py: the terminal lock, the
+header, the console with its prompt, Tab and typed-ahead lines, the end of a session),
+run in a daemon thread of its own: it blocks in input(), and a prompt nobody answers
+must hold up neither the loop nor the interpreter's exit. It talks to the far pdb
+through a ThreadChannel, which runs each send and receive in the loop and waits for
+it. Ctrl-C while the far code runs under the session is the program's own (the
+loop's): it is not passed on to the far code as the threaded API's console does.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import debugger
-from .._far.errors import Error
+from .._far.errors import GatewayLostError
+from .backend import Backend
 from .channel import Channel
 
 if TYPE_CHECKING:
+    from .._far.channel import Channel as ThreadedChannel
     from ..gateway import Gateway
     from .gateway import AsyncGateway
 
+T = TypeVar("T")
 
-async def serve_session(gateway: AsyncGateway, channel: Channel, facts: dict[str, Any]) -> None:
-    """Serve one far pdb session on ``channel`` (a task of the gateway's)."""
-    why = debugger.no_terminal_reason()
-    try:
-        if why is not None:
-            await channel.send(("refused", why))
-            await channel.close()
-            return
-        await take_terminal(gateway)
-        try:
-            await channel.send(("attached",))
-            for hook in list(debugger.before_session):
-                hook()
-            debugger._header(cast("Gateway", gateway), facts)
-            debugger._save_terminal()
+
+class ThreadChannel:
+    """An async channel used from a thread that is not the loop's: each call runs in the loop, the thread waits."""
+
+    def __init__(self, backend: Backend, channel: Channel) -> None:
+        self._backend = backend
+        self._channel = channel
+
+    def _in_loop(self, function: Callable[[], Awaitable[T]]) -> T:
+        done = threading.Event()
+        outcome: list[tuple[bool, Any]] = []
+
+        async def run() -> None:
             try:
-                await Console(gateway, channel).run()
+                outcome.append((True, await function()))
+            except Exception as exc:  # handed to the waiting thread
+                outcome.append((False, exc))
+            except BaseException:  # cancelled: the loop ends, and the session with it
+                outcome.append((False, GatewayLostError("the event loop of this gateway ended")))
+                raise
             finally:
-                debugger._restore_terminal()
-        finally:
-            debugger.TERMINAL.release()
-    except Error:
-        pass  # the gateway is gone: its session with it
+                done.set()
 
-
-async def take_terminal(gateway: AsyncGateway) -> None:
-    """Until this session has the terminal (debugger.TERMINAL); a task cancelled meanwhile never takes it."""
-    guard = threading.Lock()
-    state: list[bool | None] = [None]  # None: waiting; True: taken for the task; False: the task gave up
-
-    def take() -> None:
-        while True:
-            if debugger.TERMINAL.acquire(timeout=0.1):
-                with guard:
-                    if state[0] is None:
-                        state[0] = True
-                        return
-                debugger.TERMINAL.release()
-                return
-            with guard:
-                if state[0] is False:
-                    return
-
-    try:
-        await gateway._backend.run_in_daemon_thread(take)
-    except BaseException:
-        with guard:
-            if state[0] is True:  # taken just as the task was cancelled: give it back
-                debugger.TERMINAL.release()
-            state[0] = False
-        raise
-
-
-class Console(debugger.Console):
-    """The threaded Console's output and prompt handling; reading and Tab go through the loop."""
-
-    def __init__(self, gateway: AsyncGateway, channel: Channel) -> None:
-        # far output is written as it is dispatched, so what came before the prompt is shown already:
-        # the threaded Console's wait for the callback thread is not needed
-        super().__init__(cast("Gateway", _NoWait()), cast(Any, channel))
-        self.async_gateway = gateway
-        self.async_channel = channel
-        self._answered = threading.Event()
-        self._completions: Any = None
-
-    async def run(self) -> None:  # type: ignore[override]
-        while True:
-            try:
-                message = await self.async_channel.receive()
-            except EOFError:
-                break
-            kind = message[0] if isinstance(message, tuple) and message else None
-            if kind == "out":
-                self.write(str(message[1]))
-            elif kind == "read":
-                line = await self.async_gateway._backend.run_in_daemon_thread(self.read_terminal_line)
-                await self.async_channel.send(("line", line))
-        self.write("")
-        if self.partial:
-            sys.stdout.write(self.partial + "\n")
-            self.partial = ""
-        sys.stdout.flush()
-
-    def read_terminal_line(self) -> str:
-        """debugger.Console.read_line, in the daemon thread."""
-        return self.read_line()
-
-    def complete(self, text: str, state: int) -> str | None:
-        """readline's completer, in the reading thread: a task asks the far pdb (which answers while it
-        waits for the line) and hands the answer over."""
-        if state == 0:
-            readline = self.readline
-            self.matches = []
-            self._answered.clear()
-            question = ("complete", text, readline.get_line_buffer(), readline.get_begidx(), readline.get_endidx())
-            backend = self.async_gateway._backend
-            try:
-                backend.call_soon_threadsafe(lambda: backend.spawn(lambda: self._ask(question), "execwire-pdb-tab"))
-            except RuntimeError:
-                return None
-            if self._answered.wait(debugger.COMPLETE_WAIT):
-                reply = self._completions
-                if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[1], list):
-                    self.matches = [str(match) for match in reply[1]]
-        return self.matches[state] if state < len(self.matches) else None
-
-    async def _ask(self, question: tuple[Any, ...]) -> None:
+        backend = self._backend
         try:
-            await self.async_channel.send(question)
-            self._completions = await self.async_channel.receive(debugger.COMPLETE_WAIT)
-        except (Error, EOFError):
-            pass
-        finally:
-            self._answered.set()
+            backend.call_soon_threadsafe(lambda: backend.spawn(run, "execwire-pdb-io"))
+        except RuntimeError:
+            raise GatewayLostError("the event loop of this gateway has ended") from None
+        done.wait()
+        succeeded, value = outcome[0]
+        if not succeeded:
+            raise value
+        return cast(T, value)
+
+    def send(self, item: Any) -> None:
+        self._in_loop(lambda: self._channel.send(item))
+
+    def receive(self, timeout: float | None = None) -> Any:
+        return self._in_loop(lambda: self._channel.receive(timeout))
+
+    def close(self) -> None:
+        self._in_loop(self._channel.close)
 
 
-class _NoWait:
-    """Stands for the threaded gateway's callback wait, which the async face does not need."""
+class _SessionGateway:
+    """What the threaded session needs of its gateway: the id for the header, and the wait for far output
+    that came before the prompt, which the async face needs not (its output is written as it is read)."""
 
-    @staticmethod
-    def _wait_callbacks(timeout: float) -> bool:
+    def __init__(self, gateway_id: str) -> None:
+        self.id = gateway_id
+
+    def _wait_callbacks(self, timeout: float) -> bool:
         return True
 
+
+def start_session(gateway: AsyncGateway, channel: Channel, facts: dict[str, Any]) -> None:
+    """Serve the far pdb session on ``channel`` in a daemon thread (called in the loop: returns at once)."""
+    facts = {key: value for key, value in facts.items() if key != "interrupts"}  # see the module's docstring
+    session = cast("ThreadedChannel", ThreadChannel(gateway._backend, channel))
+    threading.Thread(target=debugger._serve, args=(cast("Gateway", _SessionGateway(gateway.id)), session, facts),
+                     name=f"execwire-pdb-{gateway.id}", daemon=True).start()

@@ -3,14 +3,13 @@
 As on the threaded side (execwire/upstream.py), the far side's first channel is taken
 before a byte is read; a task of the gateway reads it once the HELLO named it. Far
 records become LogRecords in this process's logging (remote_logging, as for threads);
-a far breakpoint() gets a session task of its own (_async/debugger.py), so records
+a far breakpoint() gets a session thread of its own (_async/debugger.py), so records
 and other sessions' requests keep coming meanwhile. The other way goes the root
 level, for far sides that follow it (send_root_level).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -57,11 +56,9 @@ async def serve(gateway: AsyncGateway, channel: Channel) -> None:
             except Exception:  # a filter of the user's that raises: the next records still come
                 logger.exception("gateway %s: a far log record could not be handled", gateway.id)
         elif kind == "debug" and len(message) == 3 and isinstance(message[1], Channel):
-            from .debugger import serve_session
+            from .debugger import start_session
 
-            facts = message[2] if isinstance(message[2], dict) else {}
-            gateway._backend.spawn(functools.partial(serve_session, gateway, message[1], facts),
-                                   f"execwire-pdb-{gateway.id}")
+            start_session(gateway, message[1], message[2] if isinstance(message[2], dict) else {})
         else:
             logger.warning("gateway %s sent %r on its upstream channel, which execwire does not know", gateway.id,
                            message)
