@@ -13,6 +13,9 @@
    100 modules, in copies of the package's sources, and while 3 more gateways start behind it and
    are each shipped 60 KB of code; with the middle keeping what it passed on, and without (each
    gateway's copy crossing the middle's link).
+5. The async faces: one call after another on one gateway (round trips per second) through the
+   threaded gw.call, execwire.aio and execwire.trio; and group.map of N tiny calls over 4 popen
+   gateways from asyncio against the threaded Group.map, at chunksize 1 and 100.
 """
 
 from __future__ import annotations
@@ -178,6 +181,66 @@ def measure_naps(count: int, seconds: float) -> list[str]:
             f"(ratio {ours / ideal:.3f}); ProcessPoolExecutor(4) {theirs:.3f} s (ratio {theirs / ideal:.3f})"]
 
 
+def measure_async(calls: int) -> list[str]:
+    import asyncio
+
+    import execwire.aio as aio
+
+    sequential = min(calls, 2000)
+    with execwire.makegateway("popen") as gw:
+        gw.call(_tasks.tiny, 0)
+        started = time.perf_counter()
+        for number in range(sequential):
+            gw.call(_tasks.tiny, number)
+        threaded = time.perf_counter() - started
+
+    async def one_by_one(face: object) -> float:
+        gw = await face.makegateway("popen")  # type: ignore[attr-defined]
+        await gw.call(_tasks.tiny, 0)
+        started = time.perf_counter()
+        for number in range(sequential):
+            await gw.call(_tasks.tiny, number)
+        elapsed = time.perf_counter() - started
+        await gw.exit()
+        return elapsed
+
+    faces = {"aio": asyncio.run(one_by_one(aio))}
+    try:
+        import trio
+
+        import execwire.trio as etrio
+
+        faces["trio"] = trio.run(one_by_one, etrio)
+    except ImportError:
+        pass
+    lines = [f"{sequential:,} calls one after another: threaded {rate(sequential, threaded)}, "
+             + ", ".join(f"{name} {rate(sequential, seconds)} ({threaded / seconds:.2f} of threaded)"
+                         for name, seconds in faces.items())]
+    items = list(range(calls))
+
+    async def async_map() -> dict[int, float]:
+        times = {}
+        async with aio.Group(["popen"] * 4) as group:
+            await group.map(_tasks.tiny, range(200))
+            for chunksize in (1, 100):
+                started = time.perf_counter()
+                assert await group.map(_tasks.tiny, items, chunksize=chunksize, concurrency=2) == [
+                    n + 1 for n in items]
+                times[chunksize] = time.perf_counter() - started
+        return times
+
+    ours = asyncio.run(async_map())
+    with execwire.Group(["popen"] * 4) as group:
+        group.map(_tasks.tiny, range(200))
+        for chunksize in (1, 100):
+            started = time.perf_counter()
+            group.map(_tasks.tiny, items, chunksize=chunksize)
+            theirs = time.perf_counter() - started
+            lines.append(f"group.map, {calls:,} tiny calls over 4 gateways, chunksize {chunksize}: aio "
+                         f"{rate(calls, ours[chunksize])} vs threaded {rate(calls, theirs)}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="calls.py", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000, help="tiny calls for the map figure")
@@ -190,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += measure_via(Path(folder))
     lines += measure_map(args.calls)
     lines += measure_naps(args.naps, 0.05)
+    lines += measure_async(args.calls)
     for line in lines:
         print(line)
     return 0

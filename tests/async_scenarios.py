@@ -115,8 +115,10 @@ async def scenario_bad_inputs_are_named(face: ModuleType, spec: str) -> None:
     await channel.send("still fine")
     assert await channel.receive(30) == "still fine"
     await stop(gw)
-    with pytest.raises(ValueError, match="imports=on .* not available in the async faces"):
-        await face.makegateway("popen//imports=on")
+    with pytest.raises(ValueError, match="key 'imports' must be on, off or auto"):
+        await face.makegateway("popen//imports=maybe")
+    with pytest.raises(ValueError, match="key 'imports_allow' needs comma-separated module names"):
+        await face.makegateway("popen//imports_allow=x-y")
     with pytest.raises(ValueError, match="nosuchkey"):
         await face.makegateway("popen//nosuchkey=1")
     with pytest.raises(execwire.GatewayStartError, match="no-such-python"):
@@ -219,6 +221,38 @@ async def scenario_a_dropped_channel_is_closed(face: ModuleType, spec: str) -> N
         assert time.monotonic() < deadline, "far code still waits on a channel nobody here holds"
         await gw._backend.sleep(0.02)
     await stop(gw)
+
+
+async def scenario_calls_and_far_log_records(face: ModuleType, spec: str) -> None:
+    """gw.call with its module forwarded, a far exception, and far records as LogRecords (test_async_calls.py
+    has the rest)."""
+    import logging
+
+    import call_targets
+
+    kept: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = kept.append  # type: ignore[method-assign]
+    far_logger = logging.getLogger("scenario.far")
+    far_logger.addHandler(handler)
+    far_logger.setLevel(logging.INFO)
+    try:
+        gw = await start(face, spec)
+        assert await gw.call(call_targets.add, 40, b=2) == 42
+        with pytest.raises(execwire.RemoteError, match="ValueError: scenario"):
+            await gw.call(call_targets.fail, "scenario")
+        channel = await gw.remote_exec("import logging; logging.getLogger('scenario.far').info('from %s', "
+                                       "channel.gateway.id); channel.send(None)")
+        await channel.receive(30)
+        deadline = time.monotonic() + 20
+        while not kept and time.monotonic() < deadline:
+            await gw._backend.sleep(0.02)
+        assert [(record.getMessage(), record.gateway) for record in kept] == [  # type: ignore[attr-defined]
+            (f"from {gw.id}", gw.id)]
+        await stop(gw)
+    finally:
+        far_logger.removeHandler(handler)
+        far_logger.setLevel(logging.NOTSET)
 
 
 SCENARIOS = {name[len("scenario_"):]: function for name, function in sorted(globals().items())

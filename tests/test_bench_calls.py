@@ -26,3 +26,5 @@ def test_calls_bench_prints_every_figure() -> None:
     assert any("via: 3 more gateways started behind it" in line for line in lines)
     assert sum("map of 200 tiny calls" in line for line in lines) == 4
     assert any(line.startswith("8 calls of 50 ms over 4 gateways") for line in lines)
+    assert any(line.startswith("200 calls one after another: threaded") and " aio " in line for line in lines)
+    assert sum("group.map, 200 tiny calls over 4 gateways" in line for line in lines) == 2

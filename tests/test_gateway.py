@@ -177,6 +177,28 @@ def test_chdir_is_created_when_missing(group, tmp_path):
     assert gateway.remote_exec("import os; channel.send(os.getcwd())").receive(timeout=10) == str(target)
 
 
+def test_a_chdir_that_another_far_side_makes_meanwhile_is_used(tmp_path, monkeypatch):
+    """Gateways started side by side with the same missing chdir= race to make it (seen in the docs' examples)."""
+    from execwire._far import boot
+
+    target = tmp_path / "shared"
+    real_isdir = os.path.isdir
+    looks = []
+
+    def isdir(path):  # the other far side makes it right after this one's first look
+        looks.append(path)
+        if len(looks) == 1:
+            target.mkdir()
+            return False
+        return real_isdir(path)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(boot.os.path, "isdir", isdir)
+    boot._change_directory(str(target))
+    monkeypatch.undo()
+    assert target.is_dir()
+
+
 def test_relative_chdir_is_relative_to_our_cwd(group, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     gateway = group.makegateway("popen//chdir=sub")

@@ -369,24 +369,3 @@ def test_execwire_run_json_gives_log_records():
     assert records[0] == {"gateway": "gw0", "kind": "log", "value": "bad", "level": "ERROR", "logger": "app",
                           "exc_text": "ValueError: v"}
     assert records[1]["kind"] == "exit"
-
-
-def test_the_async_faces_leave_far_logging_and_pdb_alone(caplog):
-    """They do not serve far records or pdb sessions yet: the far side keeps both to itself, as before."""
-    import asyncio
-
-    import execwire.aio
-
-    caplog.set_level(logging.INFO)
-
-    async def main() -> object:
-        async with execwire.aio.Group(["popen"]) as group:
-            channel = await group[0].remote_exec("""
-                import logging, sys
-                logging.getLogger("far").warning("kept there")
-                channel.send((len(logging.getLogger().handlers), sys.breakpointhook is sys.__breakpointhook__))
-            """)
-            return await asyncio.wait_for(channel.receive(), 20)
-
-    assert asyncio.run(main()) == (0, True)
-    assert not [record for record in caplog.records if hasattr(record, "gateway")]

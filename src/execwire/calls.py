@@ -156,11 +156,26 @@ def call_async(gateway: Gateway, func: Callable[..., Any], args: tuple[Any, ...]
     return _start(gateway, request, _describe(func))
 
 
-def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.futures.Future[Any]:
+def check_sendable(request: dict[str, Any], what: str, channel_type: type) -> None:
+    """DumpError naming the place if the call's arguments cannot travel (before anything is sent)."""
     try:
-        wire.encode(request, Channel)
+        wire.encode(request, channel_type)
     except wire.DumpError as exc:
         raise wire.DumpError(f"the arguments of the call of {what} cannot be sent: {exc}") from None
+
+
+def outcome(answer: Any, what: str, gateway_id: str, channel_id: int) -> Any:
+    """The result a far call loop's answer carries; its far exception as RemoteError."""
+    kind, value = answer
+    if kind == "ok":
+        return value
+    if kind == "raised":
+        raise RemoteError(value, gateway_id, channel_id)
+    raise wire.DumpError(f"the result of {what} on gateway {gateway_id!r} cannot be sent back: {value}")
+
+
+def _start(gateway: Gateway, request: dict[str, Any], what: str) -> concurrent.futures.Future[Any]:
+    check_sendable(request, what, Channel)
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     future.set_running_or_notify_cancel()
 
@@ -236,13 +251,7 @@ class CallStream:
 
     def receive(self, func: Callable[..., Any]) -> Any:
         """The result of the oldest call sent; its far exception as RemoteError."""
-        kind, value = self.channel.receive()
-        if kind == "ok":
-            return value
-        if kind == "raised":
-            raise RemoteError(value, self.gateway.id, self.channel.id)
-        raise wire.DumpError(f"the result of {_describe(func)} on gateway {self.gateway.id!r} cannot be sent "
-                             f"back: {value}")
+        return outcome(self.channel.receive(), _describe(func), self.gateway.id, self.channel.id)
 
     def close(self) -> None:
         try:
@@ -317,4 +326,4 @@ def _give_back(pool: _Streams, stream: CallStream) -> None:
     stream.close()
 
 
-__all__ = ["CallError", "CallStream", "call", "call_async", "reference", "request_for"]
+__all__ = ["CallError", "CallStream", "call", "call_async", "check_sendable", "outcome", "reference", "request_for"]

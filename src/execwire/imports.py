@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _imports_far
 from ._far.channel import Channel
@@ -29,10 +29,21 @@ from ._far.errors import Error, GatewayLostError
 
 if TYPE_CHECKING:
     from .gateway import Gateway
+    from .spec import XSpec
 
 MAIN_MODULE = _imports_far.MAIN_MODULE
 MAX_FILES = 2000  # data files listed per package
 AHEAD_BYTES = 8 * 1024 * 1024  # at most this much source sent ahead with one answer
+
+
+class ServedGateway(Protocol):
+    """What the answering half needs of a gateway, of either face."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def spec(self) -> XSpec: ...
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -267,15 +278,17 @@ def _data_files(folder: str) -> list[str]:
 
 # -- one gateway's service ------------------------------------------------------------------------
 
-class ImportService:
-    """Import forwarding and the call runner of one gateway.
+class ModuleServer:
+    """What a gateway's far finder is told: the answering half of import forwarding, whatever drives it.
 
-    Concurrency: requests are answered by a thread of the service's own, one at a time
-    (the far side asks one at a time too); ``_lock`` guards the start-up state and the
-    hints, which the threads that ship code and call functions share with it.
+    A driver receives the far side's requests on the service channel and hands each to
+    _answer(), which sends the replies on what it is given: the threaded ImportService
+    below, and the async faces' service (execwire/_async/imports.py). Requests are
+    answered one at a time; ``_lock`` guards the hints, which the code that ships
+    code and calls functions adds to meanwhile.
     """
 
-    def __init__(self, gateway: Gateway, policy: ImportPolicy) -> None:
+    def __init__(self, gateway: ServedGateway, policy: ImportPolicy) -> None:
         self.gateway = gateway
         self.policy = policy
         self.requests = 0  # requests answered: the round trips imports cost
@@ -284,84 +297,6 @@ class ImportService:
         self._located: dict[str, Located] = {}
         self._served_folders: set[str] = set()
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._error: Exception | None = None
-        self._waiting: list[Callable[[Exception | None], None]] = []
-        self._started = False
-        self._service_channel: Channel | None = None  # the far end's requests come on it
-
-    def start(self) -> None:
-        """Ship the far end (once); readiness is reported to when_ready() callbacks."""
-        with self._lock:
-            if self._started:
-                return
-            self._started = True
-        try:
-            channel = self.gateway.remote_exec(_imports_far)
-            channel.send(self.policy.forward)
-        except Error as exc:
-            self._became_ready(exc)
-            return
-        channel.setcallback(functools.partial(self._installed, channel), endmarker=None)
-
-    def _installed(self, channel: Channel, item: Any) -> None:
-        """The far end sent its service channel; it is in place once its remote_exec has ended
-        (with the main_thread_only exec model, the next remote_exec waits for that)."""
-        if isinstance(item, Channel):
-            # a thread of its own, not the callback thread: a slow callback of the user's must not hold
-            # up imports, and the far side may import while the callback thread waits for a call
-            threading.Thread(target=self._serve, args=(item,), daemon=True,
-                             name=f"execwire-imports-{self.gateway.id}").start()
-            self._service_channel = item
-        elif not self._ready.is_set():
-            if self._service_channel is not None:
-                self._became_ready(None)
-                return
-            error = self.gateway._start_error or getattr(channel, "_error", None) or GatewayLostError(
-                f"gateway {self.gateway.id!r}: the far side of import forwarding did not start")
-            self._became_ready(error)
-
-    def _became_ready(self, error: Exception | None) -> None:
-        with self._lock:
-            if self._ready.is_set():
-                return
-            self._error = error
-            self._ready.set()
-            waiting, self._waiting = self._waiting, []
-        for callback in waiting:
-            callback(error)
-
-    def when_ready(self, callback: Callable[[Exception | None], None]) -> None:
-        """Call ``callback(None)`` once the far end is in place (now if it is), or with the error."""
-        self.start()
-        with self._lock:
-            if not self._ready.is_set():
-                self._waiting.append(callback)
-                return
-        callback(self._error)
-
-    @property
-    def ready(self) -> bool:
-        """True once the far end is in place (or failed to be)."""
-        return self._ready.is_set()
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        self.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"gateway {self.gateway.id!r}: import forwarding was not in place within "
-                               f"{timeout} seconds")
-        if self._error is not None:
-            raise self._error
-
-    # -- answering ----------------------------------------------------------------------------
-    def _serve(self, channel: Channel) -> None:
-        """Answer the far side's requests until its service channel ends (with the gateway)."""
-        while True:
-            try:
-                request = channel.receive()
-            except (EOFError, Error):
-                return
-            self._answer(channel, request)
 
     def _answer(self, channel: Channel, request: Any) -> None:
         number = request[-1] if isinstance(request, tuple) and len(request) == 3 else None
@@ -486,6 +421,98 @@ class ImportService:
             return None
 
 
+class ImportService(ModuleServer):
+    """Import forwarding and the call runner of one threaded gateway.
+
+    Concurrency: requests are answered by a thread of the service's own, one at a time
+    (the far side asks one at a time too); ``_lock`` guards the start-up state and the
+    hints, which the threads that ship code and call functions share with it.
+    """
+
+    gateway: Gateway
+
+    def __init__(self, gateway: Gateway, policy: ImportPolicy) -> None:
+        super().__init__(gateway, policy)
+        self._ready = threading.Event()
+        self._error: Exception | None = None
+        self._waiting: list[Callable[[Exception | None], None]] = []
+        self._started = False
+        self._service_channel: Channel | None = None  # the far end's requests come on it
+
+    def start(self) -> None:
+        """Ship the far end (once); readiness is reported to when_ready() callbacks."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        try:
+            channel = self.gateway.remote_exec(_imports_far)
+            channel.send(self.policy.forward)
+        except Error as exc:
+            self._became_ready(exc)
+            return
+        channel.setcallback(functools.partial(self._installed, channel), endmarker=None)
+
+    def _installed(self, channel: Channel, item: Any) -> None:
+        """The far end sent its service channel; it is in place once its remote_exec has ended
+        (with the main_thread_only exec model, the next remote_exec waits for that)."""
+        if isinstance(item, Channel):
+            # a thread of its own, not the callback thread: a slow callback of the user's must not hold
+            # up imports, and the far side may import while the callback thread waits for a call
+            threading.Thread(target=self._serve, args=(item,), daemon=True,
+                             name=f"execwire-imports-{self.gateway.id}").start()
+            self._service_channel = item
+        elif not self._ready.is_set():
+            if self._service_channel is not None:
+                self._became_ready(None)
+                return
+            error = self.gateway._start_error or getattr(channel, "_error", None) or GatewayLostError(
+                f"gateway {self.gateway.id!r}: the far side of import forwarding did not start")
+            self._became_ready(error)
+
+    def _became_ready(self, error: Exception | None) -> None:
+        with self._lock:
+            if self._ready.is_set():
+                return
+            self._error = error
+            self._ready.set()
+            waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback(error)
+
+    def when_ready(self, callback: Callable[[Exception | None], None]) -> None:
+        """Call ``callback(None)`` once the far end is in place (now if it is), or with the error."""
+        self.start()
+        with self._lock:
+            if not self._ready.is_set():
+                self._waiting.append(callback)
+                return
+        callback(self._error)
+
+    @property
+    def ready(self) -> bool:
+        """True once the far end is in place (or failed to be)."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"gateway {self.gateway.id!r}: import forwarding was not in place within "
+                               f"{timeout} seconds")
+        if self._error is not None:
+            raise self._error
+
+    # -- answering ----------------------------------------------------------------------------
+    def _serve(self, channel: Channel) -> None:
+        """Answer the far side's requests until its service channel ends (with the gateway)."""
+        while True:
+            try:
+                request = channel.receive()
+            except (EOFError, Error):
+                return
+            self._answer(channel, request)
+
+
 _services_lock = threading.Lock()
 
 
@@ -502,7 +529,7 @@ def service(gateway: Gateway) -> ImportService:
     return existing
 
 
-def spec_policy(gateway: Gateway) -> ImportPolicy:
+def spec_policy(gateway: ServedGateway) -> ImportPolicy:
     spec = gateway.spec
     mode = getattr(spec, "imports", None)
     if mode not in (None, "on", "off", "auto"):

@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._async.gateway import AsyncGateway
     from .gateway import Gateway
     from .spec import XSpec
 
@@ -76,8 +77,8 @@ def make_record(gateway_id: str, fields: dict[str, Any]) -> logging.LogRecord:
     return logging.makeLogRecord(attributes)
 
 
-def handle(gateway: Gateway, fields: dict[str, Any]) -> None:
-    """Hand a far record to the controller's logger of its name (on the gateway's callback thread)."""
+def handle(gateway: Gateway | AsyncGateway, fields: dict[str, Any]) -> None:
+    """Hand a far record to the controller's logger of its name (on the gateway's callback thread, or its loop)."""
     record = make_record(gateway.id, fields)
     if logging.root.manager.disable >= record.levelno:
         return  # logging.disable() here silences the far side too

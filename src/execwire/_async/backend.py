@@ -5,6 +5,7 @@ Everything is called from the loop's own thread (in trio: from inside trio.run).
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -61,6 +62,35 @@ class Backend(ABC):
     @abstractmethod
     def spawn(self, function: Callable[[], Awaitable[None]], name: str) -> None:
         """Run ``function()`` in the background; it must catch its own errors."""
+
+    @abstractmethod
+    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` in the loop soon; callable from any thread (RuntimeError once the loop is gone)."""
+
+    async def run_in_daemon_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``function`` in a daemon thread of its own (one that may block for good, as
+        input() at a terminal does, must not hold up the interpreter's exit as a pool's thread would)."""
+        waiter = self.waiter()
+        outcome: list[tuple[bool, Any]] = []
+
+        def target() -> None:
+            try:
+                outcome.append((True, function(*args)))
+            except BaseException as exc:  # noqa: B036 - handed to the awaiting task
+                outcome.append((False, exc))
+            try:
+                self.call_soon_threadsafe(waiter.wake)
+            except RuntimeError:
+                pass  # the loop is gone, and whoever waited with it
+
+        threading.Thread(target=target, name=f"execwire-{getattr(function, '__name__', 'blocking')}",
+                         daemon=True).start()
+        while not outcome:
+            await self.wait(waiter, None)
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     @abstractmethod
     async def run_all(self, functions: list[Callable[[], Awaitable[T]]]) -> list[T | BaseException]:

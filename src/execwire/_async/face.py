@@ -10,9 +10,11 @@ from .._far.errors import (
     RemoteError,
     TimeoutError,
 )
+from .._far.wire import DumpError
+from ..calls import CallError
 from .channel import Channel
 from .gateway import AsyncGateway as Gateway
 from .group import MultiChannel
 
-__all__ = ["Channel", "ChannelClosedError", "Error", "Gateway", "GatewayLostError", "GatewayStartError",
-           "MultiChannel", "RemoteError", "TimeoutError"]
+__all__ = ["CallError", "Channel", "ChannelClosedError", "DumpError", "Error", "Gateway", "GatewayLostError",
+           "GatewayStartError", "MultiChannel", "RemoteError", "TimeoutError"]

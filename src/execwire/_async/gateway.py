@@ -13,10 +13,10 @@ import inspect
 import signal
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .. import transports
+from .. import _imports_far, remote_logging, transports, upstream
 from .._far import frames, protocol
 from .._far.errors import GatewayLostError, GatewayStartError
 from .._far.gateway import BaseGateway, Tracer
@@ -39,7 +39,9 @@ from .links import FdLink, Link
 from .outbox import Outbox
 
 if TYPE_CHECKING:
+    from .calls import AsyncCallStream
     from .group import AsyncGroup
+    from .imports import AsyncImportService
 
 OutputHandler = Callable[[Any, int, bytes], None]
 _TERMINATE = frames.header(frames.TERMINATE, 0, 0)
@@ -67,6 +69,12 @@ class AsyncGateway(BaseGateway):
         self._exited = False
         self.output_handler: OutputHandler = write_output
         apply_spec_limits(self, spec)
+        self._import_service: AsyncImportService | None = None  # made on first use (_async/imports.py)
+        self._call_streams: list[AsyncCallStream] = []  # idle far call loops (_async/calls.py)
+        # far log records and pdb requests (_async/upstream.py): taken before any byte is read
+        self._upstream: Channel = self._protocol.channel_for(upstream.CHANNEL_ID)
+        # the controller's root level as the far side last heard it (None: it does not follow)
+        self._followed_level: int | None = remote_logging.followed_level(spec)
 
     def __repr__(self) -> str:
         return f"<async Gateway id={self.id!r} {self.state} spec={str(self.spec)!r}>"
@@ -172,6 +180,14 @@ class AsyncGateway(BaseGateway):
             if "error" in hello:
                 raise GatewayStartError(f"gateway {self.id!r} ({self.spec}) could not start: {hello['error']}")
             self._rinfo_cache = RInfo(hello["rinfo"])
+            upstream.check_hello(hello.get("upstream"))
+            if hello.get("upstream") is None:
+                self._followed_level = None  # nobody there to tell levels to
+            else:
+                from . import upstream as async_upstream
+
+                channel = self._upstream
+                self._backend.spawn(lambda: async_upstream.serve(self, channel), f"execwire-upstream-{self.id}")
             self._ready = True
             self._changes.wake_all()
         else:
@@ -228,7 +244,16 @@ class AsyncGateway(BaseGateway):
             name = getattr(source, "__name__", "?")
             source.close()
             raise TypeError(f"remote_exec takes the function, not a coroutine: pass {name}, not {name}(...)")
-        request = exec_request(source, kwargs, Channel)
+        from .upstream import send_root_level
+
+        send_root_level(self)  # far logging that follows the controller's level has it first
+        if self.spec.imports == "on" and source is not _imports_far:
+            from .imports import service  # forwarding in place before the code runs: one round trip, once
+
+            await service(self).wait_ready(self.startup_timeout)
+        forwarding = self._import_service
+        # the modules the code imports travel with the first one asked for
+        request = exec_request(source, kwargs, Channel, forwarding.hint if forwarding is not None else None)
         size = protocol.wire_size(request)
         if size > frames.MAX_PAYLOAD:
             raise ValueError(f"remote_exec request of {size} bytes exceeds the limit of {frames.MAX_PAYLOAD} bytes")
@@ -239,6 +264,32 @@ class AsyncGateway(BaseGateway):
             self._protocol._forget(channel)
             raise
         return channel
+
+    # -- calls by reference and import forwarding (_async/calls.py, _async/imports.py) --------
+    async def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run the importable function ``func(*args, **kwargs)`` on the far side and return its result.
+
+        The rules of the threaded Gateway.call: a module-level function, staticmethod
+        or classmethod (or one of the main script), its module from the far
+        installation or by import forwarding; a far exception raises RemoteError with
+        the far traceback. Calls awaited side by side run side by side on the far side.
+        """
+        from .calls import call
+
+        return await call(self, func, args, kwargs)
+
+    async def forward_imports(self, allow: str | Iterable[str] | None = None,
+                              deny: str | Iterable[str] | None = None, timeout: float | None = None) -> None:
+        """Serve the far side the pure-Python modules it lacks, from here, from now on.
+
+        ``allow`` limits it to those modules and their submodules, ``deny``
+        excludes some (names, or a comma-separated string); either left None is
+        what the spec keys ``imports_allow`` and ``imports_deny`` say. Returns once
+        the far finder is in place.
+        """
+        from .imports import forward_imports
+
+        await forward_imports(self, allow, deny, timeout)
 
     def newchannel(self) -> Channel:  # type: ignore[override]
         """A new channel, to be sent to the other side inside a message."""
@@ -326,7 +377,7 @@ async def open_link(backend: Backend, spec: XSpec, gateway_id: str, middle: Asyn
 
         assert middle is not None  # the group found it
         return await open_via(backend, spec, gateway_id, middle)
-    stream, process = transports.start(spec, gateway_id, DEBUG, None, services=False)  # none served here yet
+    stream, process = transports.start(spec, gateway_id, DEBUG, None)
     if spec.type == "socket":
         return await connect_socket(backend, stream, process)
     return FdLink(backend, stream, process)
@@ -353,15 +404,16 @@ async def makegateway(backend: Backend, spec: str | XSpec | None = None, group: 
         spec = "popen"
     if not isinstance(spec, XSpec):
         spec = XSpec(spec)
-    if spec.imports == "on":
-        raise ValueError(f"gateway spec {str(spec)!r}: imports=on (import forwarding) is not available in the async "
-                         "faces yet; ship the code the far side needs, or use the threaded API")
     if gateway_id is None:
         gateway_id = str(spec.id) if spec.id is not None else "gw0"
     gateway = AsyncGateway(backend, spec, gateway_id, group)
     gateway._attach(await open_link(backend, spec, gateway_id, middle))
     try:
         await gateway._wait_ready()
+        if spec.imports == "on":
+            from .imports import service
+
+            await service(gateway).wait_ready(gateway.startup_timeout)
     except BaseException:
         gateway._abandon()
         raise

@@ -101,6 +101,19 @@ class AsyncGroup(Roster[AsyncGateway]):
         """Run ``source`` on every gateway; the channels come back as one MultiChannel."""
         return MultiChannel([await gw.remote_exec(source, **kwargs) for gw in self])
 
+    async def map(self, func: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1,
+                  concurrency: int = 1, retries: int = 1) -> list[Any]:
+        """``list(map(func, *iterables))`` with the calls spread over this group's gateways, results in order.
+
+        ``func`` follows the rules of Gateway.call. Each gateway runs ``concurrency``
+        calls at a time, ``chunksize`` items to a far call. Items whose gateway is
+        lost while they run are run again on another, up to ``retries`` times (as
+        the Executor does); a far exception stops the rest from starting and is raised.
+        """
+        from .calls import map_calls
+
+        return await map_calls(list(self._gateways), func, iterables, chunksize, concurrency, retries)
+
     async def terminate(self, timeout: float | None = None) -> None:
         """Exit every gateway side by side (those behind via= first); after ``timeout`` they are killed."""
         deadline = time.monotonic() + (5.0 if timeout is None else max(timeout, 0.0))

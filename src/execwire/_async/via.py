@@ -169,7 +169,7 @@ async def open_via(backend: Backend, spec: XSpec, gateway_id: str, middle: Async
     timeout = float(spec.timeout) if spec.timeout is not None else AsyncGateway.startup_timeout
     state = _RelayState(channel, via, f"gateway {gateway_id!r} ({spec})",  # type: ignore[arg-type]
                         f"{launch.what} on gateway {via!r}", timeout, StderrCollector())
-    return ChannelLink(backend, state, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG, services=False)))
+    return ChannelLink(backend, state, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG)))
 
 
 async def open_installvia(backend: Backend, spec: XSpec, gateway_id: str, middle: AsyncGateway) -> Link:
@@ -197,7 +197,7 @@ async def open_installvia(backend: Backend, spec: XSpec, gateway_id: str, middle
     host = sockets.reachable_host(str(bound_host), middle)  # type: ignore[arg-type]
     opener = sockets._direct_opener(host, int(port), token.encode("utf-8"), what)
     transport = sockets.SocketClientTransport(
-        opener, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG, services=False)), timeout, what)
+        opener, bootstrap.boot_bytes(far_config(spec, gateway_id, DEBUG)), timeout, what)
     # the server lives as long as this gateway (or its middle gateway)
     transport.on_close(lambda: backend.spawn(control.close, f"execwire-server-{gateway_id}"))
     try:

@@ -105,8 +105,7 @@ def _setting(key, value, function, argument):
 
 
 def _change_directory(path):
-    if not os.path.isdir(path):
-        os.makedirs(path)
+    os.makedirs(path, exist_ok=True)  # gateways started side by side with the same chdir= make it at once
     os.chdir(path)
 
 

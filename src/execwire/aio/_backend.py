@@ -105,6 +105,9 @@ class AsyncioBackend(Backend):
         self._tasks.add(task)  # the loop keeps only a weak reference
         task.add_done_callback(self._tasks.discard)
 
+    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(callback)  # RuntimeError once the loop is closed
+
     async def run_all(self, functions: list[Callable[[], Awaitable[T]]]) -> list[T | BaseException]:
         async def run(function: Callable[[], Awaitable[T]]) -> T:
             return await function()

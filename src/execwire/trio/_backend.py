@@ -66,6 +66,7 @@ class TrioBackend(Backend):
         except RuntimeError:
             raise RuntimeError("execwire.trio runs inside trio.run(...); under asyncio use execwire.aio, "
                                "without a loop the threaded execwire") from None
+        self._token = trio.lowlevel.current_trio_token()
 
     def idle(self) -> bool:
         return trio.lowlevel.current_statistics().tasks_runnable == 0
@@ -105,6 +106,12 @@ class TrioBackend(Backend):
                 logger.exception("execwire background task %s failed", name)
 
         trio.lowlevel.spawn_system_task(guarded, name=name)
+
+    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
+        try:
+            self._token.run_sync_soon(callback)
+        except trio.RunFinishedError:
+            raise RuntimeError("the trio run this gateway belongs to has ended") from None
 
     async def run_all(self, functions: list[Callable[[], Awaitable[T]]]) -> list[T | BaseException]:
         results: list[T | BaseException] = [RuntimeError("not run")] * len(functions)
