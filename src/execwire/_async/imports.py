@@ -24,20 +24,11 @@ if TYPE_CHECKING:
     from .gateway import AsyncGateway
 
 
-class _NoRelay:
-    """The writer of a channel that no via= middle relays for this driver: transports/middle_cache.py
-    looks at a channel's ``_writer.stream`` to decide whether to send by reference."""
-
-    stream = None
-
-
 class Replies:
     """Stands in for the service channel while ModuleServer._answer runs: keeps what it sends, in order.
 
     Sent by value: the async faces' via= middles keep nothing for their relays to write.
     """
-
-    _writer = _NoRelay()
 
     def __init__(self) -> None:
         self.items: list[Any] = []

@@ -18,16 +18,12 @@ if TYPE_CHECKING:
     from .prefix import Launch
 
 
-def start(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None,
-          services: bool = True) -> tuple[Stream, Process | None]:
-    """Start the far interpreter that ``spec`` describes (``middle``: the gateway via= or installvia= names).
-
-    ``services``: see command.far_config.
-    """
+def start(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None) -> tuple[Stream, Process | None]:
+    """Start the far interpreter that ``spec`` describes (``middle``: the gateway via= or installvia= names)."""
     if spec.type == "socket" and spec.via is None:
         from .socket import start_socket
 
-        return start_socket(spec, gateway_id, debug, middle, services)
+        return start_socket(spec, gateway_id, debug, middle)
     if spec.type == "socket":
         raise ValueError(f"gateway spec {str(spec)!r}: a socket gateway cannot go via another gateway; "
                          "use socket=HOST:PORT//installvia=ID to start a server there and connect to it")
@@ -36,14 +32,14 @@ def start(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None,
         from .via import start_via
 
         assert middle is not None  # the group found it
-        return start_via(spec, gateway_id, debug, middle, launch, services)
+        return start_via(spec, gateway_id, debug, middle, launch)
     if launch is None:
         from .popen import start_popen
 
-        return start_popen(spec, gateway_id, debug, services)
+        return start_popen(spec, gateway_id, debug)
     from .command import far_config, start_command
 
-    return start_command(launch.argv, far_config(spec, gateway_id, debug, services), f"gateway {gateway_id!r} ({spec})",
+    return start_command(launch.argv, far_config(spec, gateway_id, debug), f"gateway {gateway_id!r} ({spec})",
                          explain=launch.explain)
 
 

@@ -55,12 +55,11 @@ def is_this_interpreter(spec: XSpec) -> bool:
     return found is not None and os.path.realpath(found) == os.path.realpath(sys.executable)
 
 
-def far_config(spec: XSpec, gateway_id: str, debug: bool, services: bool = True) -> dict[str, object]:
+def far_config(spec: XSpec, gateway_id: str, debug: bool) -> dict[str, object]:
     """Settings the far side applies at start-up, sent as data.
 
-    ``services``: the near face serves far log records and pdb sessions (the
-    threaded Gateway does; the async faces do not yet, so their far sides keep
-    their logging and pdb to themselves, as before).
+    "services": both faces serve far log records and pdb sessions (upstream.py),
+    so the far side opens its channel to them.
     """
     return {
         "id": gateway_id,
@@ -71,8 +70,8 @@ def far_config(spec: XSpec, gateway_id: str, debug: bool, services: bool = True)
         "execmodel": spec.execmodel or "thread",
         "max_channels": int(spec.max_channels) if spec.max_channels else None,
         "debug": debug,
-        "logging": remote_logging.far_settings(spec) if services else None,
-        "services": services,
+        "logging": remote_logging.far_settings(spec),
+        "services": True,
     }
 
 

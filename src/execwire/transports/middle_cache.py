@@ -79,15 +79,16 @@ def _holds_blob(value: Any) -> bool:
                for child in children)
 
 
-def by_reference(channel: Channel) -> bool:
-    """Whether items sent on ``channel`` can be sent by reference (its gateway runs through a relay)."""
-    return _keeper_for(channel._writer) is not None
+def by_reference(channel: Any) -> bool:
+    """Whether items sent on ``channel`` can be sent by reference: a threaded channel whose gateway
+    runs through a relay (anything else, an async face's channel too, sends by value)."""
+    return isinstance(channel, Channel) and _keeper_for(channel._writer) is not None
 
 
 def _keeper_for(writer: FrameWriter) -> Keeper | None:
     from .via import ChannelTransport
 
-    stream = writer.stream
+    stream = getattr(writer, "stream", None)
     return stream.keeper() if type(stream) is ChannelTransport else None
 
 

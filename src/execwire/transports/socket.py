@@ -51,8 +51,7 @@ WILDCARDS = ("", "0.0.0.0", "::")
 Opener = Callable[["SocketClientTransport", float], tuple[socket.socket, str, int, bytes]]
 
 
-def start_socket(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None,
-                 services: bool = True) -> tuple[Stream, None]:
+def start_socket(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | None) -> tuple[Stream, None]:
     """A transport that connects, authenticates and boots in the reader thread."""
     from ..gateway import Gateway
 
@@ -72,7 +71,7 @@ def start_socket(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway | No
         token = read_token(spec, what)
         tls = client_tls_context(spec, what)
         opener = _direct_opener(host, port, token, what)
-    config = far_config(spec, gateway_id, debug, services)
+    config = far_config(spec, gateway_id, debug)
     return SocketClientTransport(opener, bootstrap.boot_bytes(config), timeout, what, tls), None
 
 

@@ -40,7 +40,7 @@ SIGKILL = int(signal.SIGKILL)
 
 
 def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
-              launch: Launch, services: bool = True) -> tuple[ChannelTransport, RelayProcess]:
+              launch: Launch) -> tuple[ChannelTransport, RelayProcess]:
     """Start ``launch`` on the middle gateway (the one ``spec.via`` names) and talk to it through a relay channel."""
     via = str(spec.via)
     try:
@@ -57,7 +57,7 @@ def start_via(spec: XSpec, gateway_id: str, debug: bool, middle: Gateway,
                                  f"{launch.what} on gateway {via!r}", timeout, collector)
     process = RelayProcess(transport, collector, launch)
     try:
-        send_boot(transport, far_config(spec, gateway_id, debug, services))
+        send_boot(transport, far_config(spec, gateway_id, debug))
     except GatewayLostError:
         pass  # the reader reports why
     return transport, process
