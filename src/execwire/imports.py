@@ -297,6 +297,16 @@ class ModuleServer:
         self._located: dict[str, Located] = {}
         self._served_folders: set[str] = set()
         self._lock = threading.Lock()
+        self._started = False  # the driver shipped the far end: the policy is fixed from then on
+
+    def change_policy(self, policy: ImportPolicy, gateway_id: str) -> None:
+        """forward_imports() with another policy: taken if nothing was served yet, else refused."""
+        if policy == self.policy:
+            return
+        if self._started:
+            raise RuntimeError(f"gateway {gateway_id!r} forwards imports already with {self.policy}; "
+                               "the policy is set once per gateway, before its first call")
+        self.policy = policy
 
     def _answer(self, channel: Channel, request: Any) -> None:
         number = request[-1] if isinstance(request, tuple) and len(request) == 3 else None
@@ -436,7 +446,6 @@ class ImportService(ModuleServer):
         self._ready = threading.Event()
         self._error: Exception | None = None
         self._waiting: list[Callable[[Exception | None], None]] = []
-        self._started = False
         self._service_channel: Channel | None = None  # the far end's requests come on it
 
     def start(self) -> None:
@@ -538,23 +547,26 @@ def spec_policy(gateway: ServedGateway) -> ImportPolicy:
                              getattr(spec, "imports_deny", None))
 
 
+def requested_policy(gateway: Any, allow: str | Iterable[str] | None,
+                     deny: str | Iterable[str] | None) -> ImportPolicy:
+    """The policy forward_imports(allow, deny) asks for: what is left None, the spec says."""
+    from_spec = spec_policy(gateway)
+    return ImportPolicy.make(True, from_spec.allow if allow is None else allow,
+                             from_spec.deny if deny is None else deny)
+
+
 def forward_imports(gateway: Gateway, allow: str | Iterable[str] | None = None,
                     deny: str | Iterable[str] | None = None, timeout: float | None = None) -> ImportService:
     """Turn import forwarding on for ``gateway`` now, with this policy; wait until it is in place.
 
     ``allow`` or ``deny`` left None is what the spec says (imports_allow=, imports_deny=).
     """
-    from_spec = spec_policy(gateway)
-    policy = ImportPolicy.make(True, from_spec.allow if allow is None else allow,
-                               from_spec.deny if deny is None else deny)
+    policy = requested_policy(gateway, allow, deny)
     with _services_lock:
         existing: ImportService | None = getattr(gateway, "_import_service", None)
-        if existing is not None and existing.policy != policy:
-            if existing._started:
-                raise RuntimeError(f"gateway {gateway.id!r} forwards imports already with {existing.policy}; "
-                                   "the policy is set once per gateway, before its first call")
-            existing.policy = policy
-        if existing is None:
+        if existing is not None:
+            existing.change_policy(policy, gateway.id)
+        else:
             existing = ImportService(gateway, policy)
             gateway._import_service = existing  # type: ignore[attr-defined]
     existing.wait_ready(gateway.startup_timeout if timeout is None else timeout)

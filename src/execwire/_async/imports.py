@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import _imports_far
 from .._far.channel import Channel as ThreadedChannel
 from .._far.errors import Error, GatewayLostError, TimeoutError
-from ..imports import ImportPolicy, ModuleServer, spec_policy
+from ..imports import ImportPolicy, ModuleServer, requested_policy, spec_policy
 from .backend import Wakeups
 from .channel import Channel
 
@@ -50,7 +50,6 @@ class AsyncImportService(ModuleServer):
 
     def __init__(self, gateway: AsyncGateway, policy: ImportPolicy) -> None:
         super().__init__(gateway, policy)
-        self._started = False
         self._ready = False
         self._error: BaseException | None = None
         self._changes = Wakeups(gateway._backend)  # the far end is in place, or failed to be
@@ -153,15 +152,10 @@ async def forward_imports(gateway: AsyncGateway, allow: str | Iterable[str] | No
 
     ``allow`` or ``deny`` left None is what the spec says (imports_allow=, imports_deny=), as for threads.
     """
-    from_spec = spec_policy(gateway)
-    policy = ImportPolicy.make(True, from_spec.allow if allow is None else allow,
-                               from_spec.deny if deny is None else deny)
+    policy = requested_policy(gateway, allow, deny)
     existing = gateway._import_service
-    if existing is not None and existing.policy != policy:
-        if existing._started:
-            raise RuntimeError(f"gateway {gateway.id!r} forwards imports already with {existing.policy}; "
-                               "the policy is set once per gateway, before its first call")
-        existing.policy = policy
-    if existing is None:
+    if existing is not None:
+        existing.change_policy(policy, gateway.id)
+    else:
         existing = gateway._import_service = AsyncImportService(gateway, policy)
     await existing.wait_ready(gateway.startup_timeout if timeout is None else timeout)
