@@ -81,6 +81,9 @@ def write_output(gateway: Gateway, stream: int, data: bytes) -> None:
         pass  # our own stream is closed; nothing better to do
 
 
+ExecRequest = tuple[str, str, "str | None", dict[str, Any]]  # source text, filename, function name, kwargs
+
+
 def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: dict[str, Any],
                  channel_type: type, hint: Callable[[str], object] | None = None,
                  string_filename: str = "<remote_exec>") -> list[Any]:
@@ -90,6 +93,12 @@ def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: di
     source text (import forwarding looks at it); tracebacks name a string ``string_filename``.
     Raises TypeError or ValueError naming what cannot be shipped.
     """
+    return encode_exec(shipped(source, kwargs, hint, string_filename), channel_type)
+
+
+def shipped(source: str | types.ModuleType | Callable[..., Any], kwargs: dict[str, Any],
+            hint: Callable[[str], object] | None, string_filename: str) -> ExecRequest:
+    """What remote_exec ships for ``source`` (see exec_request), before it is encoded."""
     funcname = None
     if isinstance(source, types.ModuleType):
         import inspect
@@ -109,39 +118,30 @@ def exec_request(source: str | types.ModuleType | Callable[..., Any], kwargs: di
         raise TypeError("keyword arguments to remote_exec are only for functions")
     if hint is not None:
         hint(text)
-    if len(text) >= SHARED_SOURCE and not kwargs:
-        return [SharedSource((text, filename, funcname, kwargs))]
+    return text, filename, funcname, kwargs
+
+
+def encode_exec(request: ExecRequest, channel_type: type) -> list[Any]:
     try:
-        request = wire.encode((text, filename, funcname, kwargs), channel_type)
+        return wire.encode(request, channel_type)
     except wire.DumpError as exc:
         raise wire.DumpError(f"remote_exec keyword arguments: {exc}") from None
-    return request
 
 
 SHARED_SOURCE = 2048  # characters of shipped source from which gateways behind one middle share it
 
 
-class SharedSource(bytes):
-    """The encoded EXEC payload of a long source, which can also be sent by reference behind via=."""
+def shared_exec_pieces(writer: Any, request: ExecRequest) -> list[Any] | None:
+    """The EXEC payload with its source by reference, if it is long and the gateway runs through a relay
+    (gateways behind one middle then share it); None: send it as usual."""
+    text, _, _, kwargs = request
+    if len(text) < SHARED_SOURCE or kwargs:
+        return None
+    from .transports import middle_cache
 
-    request: tuple[str, str, str | None, dict[str, Any]]
-
-    def __new__(cls, request: tuple[str, str, str | None, dict[str, Any]]) -> SharedSource:
-        encoded = super().__new__(cls, b"".join(wire.encode(request)))
-        encoded.request = request
-        return encoded
-
-    def sent_by_reference(self, channel: Channel) -> bool:
-        """Write the EXEC frame for ``channel`` with the source by reference, if its gateway runs through
-        a relay: True if done."""
-        from .transports import middle_cache
-
-        if not middle_cache.by_reference(channel):
-            return False
-        text, *rest = self.request
-        pieces = middle_cache.encode_pieces((middle_cache.Blob.of(text), *rest))
-        middle_cache.write_pieces(channel._writer, frames.EXEC, channel.id, pieces)
-        return True
+    if not middle_cache.writes_by_reference(writer):
+        return None
+    return middle_cache.encode_pieces((middle_cache.Blob.of(text), *request[1:]))
 
 
 def apply_spec_limits(gateway: Any, spec: XSpec) -> None:
@@ -330,12 +330,18 @@ class Gateway(BaseGateway):
             imports.service(self).wait_ready(self.startup_timeout)
         forwarding = getattr(self, "_import_service", None)
         # the modules the code imports travel with the first one asked for
-        request = exec_request(source, kwargs, Channel, forwarding.hint if forwarding is not None else None,
-                               self._string_filename)
+        request = shipped(source, kwargs, forwarding.hint if forwarding is not None else None,
+                          self._string_filename)
+        pieces = shared_exec_pieces(self._writer, request)
+        parts = encode_exec(request, Channel) if pieces is None else []  # (a DumpError before a channel is made)
         channel = self.newchannel()
         try:
-            if not (isinstance(request[0], SharedSource) and request[0].sent_by_reference(channel)):
-                self._send(frames.EXEC, channel.id, request)
+            if pieces is None:
+                self._send(frames.EXEC, channel.id, parts)
+            else:
+                from .transports import middle_cache
+
+                middle_cache.write_pieces(self._writer, frames.EXEC, channel.id, pieces)
         except GatewayLostError:
             self._protocol._forget(channel)
             if not self._ready.is_set() or self._start_error is not None:  # died while starting: say why,

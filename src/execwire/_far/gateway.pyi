@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from .channel import Channel
 from .protocol import Protocol
-from .streams import ReadWaiter, Stream
+from .streams import FrameWriter, ReadWaiter, Stream
 from .sync import Flag
 from .wire import Part
 
@@ -30,6 +30,7 @@ class BaseGateway:
     def newchannel(self) -> Channel: ...
     # -- what the near-side Gateway uses
     _stream: Stream
+    _writer: FrameWriter
     _waiter: ReadWaiter
     _protocol: Protocol
     _trace: Tracer

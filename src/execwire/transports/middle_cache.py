@@ -82,7 +82,12 @@ def _holds_blob(value: Any) -> bool:
 def by_reference(channel: Any) -> bool:
     """Whether items sent on ``channel`` can be sent by reference: a threaded channel whose gateway
     runs through a relay (anything else, an async face's channel too, sends by value)."""
-    return isinstance(channel, Channel) and _keeper_for(channel._writer) is not None
+    return isinstance(channel, Channel) and writes_by_reference(channel._writer)
+
+
+def writes_by_reference(writer: FrameWriter) -> bool:
+    """Whether frames this (threaded gateway's) writer writes can have parts by reference."""
+    return _keeper_for(writer) is not None
 
 
 def _keeper_for(writer: FrameWriter) -> Keeper | None:
@@ -99,7 +104,7 @@ class PiecedFrame:
         keeper = _keeper_for(writer)
         self.msgtype = msgtype
         self.channel_id = channel_id
-        self.literals = [b""]  # the relay writes literals[0], kept[keys[0]], literals[1], ... literals[-1]
+        runs: list[list[bytes]] = [[]]  # literal bytes between kept blobs
         self.keys: list[bytes] = []
         self.size = 0
         for piece in pieces:
@@ -107,11 +112,13 @@ class PiecedFrame:
                 if keeper is not None and len(piece.data) >= WORTH_IT and keeper.keep(piece):
                     self.size += len(piece.data)
                     self.keys.append(piece.key)
-                    self.literals.append(b"")
+                    runs.append([])
                     continue
                 piece = piece.data
-            self.literals[-1] += piece
+            runs[-1].append(piece)
             self.size += len(piece)
+        # the relay writes literals[0], kept[keys[0]], literals[1], ... literals[-1]
+        self.literals = [b"".join(run) for run in runs]
 
     def write(self, writer: FrameWriter) -> None:
         """Write the frame (holding the writer's lock)."""
